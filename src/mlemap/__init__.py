@@ -1,0 +1,14 @@
+"""mlemap: MLE, MAP, Laplace and NUTS on one JAX log-density.
+
+Every common loss is a negative log-likelihood and every common regularizer a log-prior:
+MAP = MLE + prior. A model is written once, as named parameters and a pointwise
+log-likelihood; ``fit`` finds its MLE or MAP, ``laplace`` approximates its posterior at the
+mode, ``sample`` draws from it with NumPyro's NUTS, and ``compare`` puts them side by side.
+"""
+
+from mlemap._model import Model, Param
+
+__all__ = [
+    "Model",
+    "Param",
+]

@@ -6,9 +6,22 @@ log-likelihood; ``fit`` finds its MLE or MAP, ``laplace`` approximates its poste
 mode, ``sample`` draws from it with NumPyro's NUTS, and ``compare`` puts them side by side.
 """
 
+from mlemap import families, priors
+from mlemap._fit import PointEstimate, fit
+from mlemap._laplace import LaplaceApprox, laplace
 from mlemap._model import Model, Param
+from mlemap._sample import sample
+from mlemap.glm import glm
 
 __all__ = [
     "Model",
     "Param",
+    "families",
+    "priors",
+    "glm",
+    "fit",
+    "PointEstimate",
+    "laplace",
+    "LaplaceApprox",
+    "sample",
 ]

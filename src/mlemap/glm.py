@@ -1,0 +1,4 @@
+"""placeholder"""
+
+def glm(*a, **k):
+    raise NotImplementedError

@@ -86,8 +86,10 @@ class Param:
         if isinstance(shape, int | np.integer):
             shape = (int(shape),)
         try:
+            if isinstance(shape, str):
+                raise TypeError
             shape = tuple(int(s) for s in shape)
-        except TypeError:
+        except (TypeError, ValueError):
             raise TypeError(
                 f"Param.shape must be a tuple of non-negative ints; got {self.shape!r}. "
                 "Use () for a scalar and (d,) for a vector."

@@ -1,0 +1,154 @@
+"""Likelihood families against scipy.stats, and each NLL as an affine function of its loss.
+
+The losses come from optax (squared error, sigmoid binary and softmax cross-entropy) and
+scikit-learn (Poisson deviance); the log-densities from scipy.stats.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.special
+import scipy.stats
+from sklearn.metrics import mean_poisson_deviance
+
+from mlemap import families
+
+N = 40
+
+
+def _data(rng, name):
+    eta = rng.normal(size=N) * 2
+    if name in ("gaussian", "laplace", "student_t"):
+        return eta, eta + rng.normal(size=N) * 1.5
+    if name == "bernoulli":
+        return eta, rng.integers(0, 2, size=N).astype(float)
+    if name == "poisson":
+        return eta, rng.poisson(3.0, size=N).astype(float)
+    eta = rng.normal(size=(N, 4)) * 2
+    return eta, rng.integers(0, 4, size=N)
+
+
+CASES = {
+    # name: (family, nuisance values, scipy log-density of (eta, y))
+    "gaussian": (families.gaussian(), {"sigma": 1.7},
+                 lambda eta, y: scipy.stats.norm(eta, 1.7).logpdf(y)),
+    "gaussian_fixed": (families.gaussian(sigma=0.6), {},
+                       lambda eta, y: scipy.stats.norm(eta, 0.6).logpdf(y)),
+    "laplace": (families.laplace(), {"sigma": 0.8},
+                lambda eta, y: scipy.stats.laplace(eta, 0.8).logpdf(y)),
+    "student_t": (families.student_t(), {"nu": 3.5, "sigma": 1.2},
+                  lambda eta, y: scipy.stats.t(3.5, eta, 1.2).logpdf(y)),
+    "student_t_fixed": (families.student_t(nu=5.0, sigma=2.0), {},
+                        lambda eta, y: scipy.stats.t(5.0, eta, 2.0).logpdf(y)),
+    "bernoulli": (families.bernoulli(), {},
+                  lambda eta, y: scipy.stats.bernoulli(scipy.special.expit(eta)).logpmf(y)),
+    "categorical": (families.categorical(), {},
+                    lambda eta, y: np.log(scipy.special.softmax(eta, axis=1)[np.arange(N), y])),
+    "poisson": (families.poisson(), {},
+                lambda eta, y: scipy.stats.poisson(np.exp(eta)).logpmf(y)),
+}
+
+
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("case", CASES)
+def test_log_prob_equals_scipy(case, use_jit, rng):
+    family, nuisance, reference = CASES[case]
+    eta, y = _data(rng, family.name)
+    f = lambda e, t, nu: family.log_prob(e, t, nu)  # noqa: E731
+    f = jax.jit(f) if use_jit else f
+    np.testing.assert_allclose(f(jnp.asarray(eta), jnp.asarray(y), nuisance),
+                               reference(eta, y), rtol=1e-10)
+
+
+def _student_t_loss(eta, y, nu, sigma):
+    return (nu + 1) / 2 * np.log1p(((y - eta) / sigma) ** 2 / nu)
+
+
+# name: (family, nuisance, outside loss (eta, y), slope, constant (y)) — slope and constant
+# as written in the families module's docstring.
+AFFINE = {
+    "gaussian": (families.gaussian(), {"sigma": 1.7},
+                 lambda eta, y: optax.losses.squared_error(eta, y),
+                 1 / (2 * 1.7**2), lambda y: np.log(1.7) + 0.5 * np.log(2 * np.pi)),
+    "laplace": (families.laplace(), {"sigma": 0.8}, lambda eta, y: np.abs(y - eta),
+                1 / 0.8, lambda y: np.log(2 * 0.8)),
+    "student_t": (families.student_t(), {"nu": 3.5, "sigma": 1.2},
+                  lambda eta, y: _student_t_loss(eta, y, 3.5, 1.2), 1.0,
+                  lambda y: np.log(1.2) + 0.5 * np.log(3.5 * np.pi)
+                  + scipy.special.gammaln(1.75) - scipy.special.gammaln(2.25)),
+    "bernoulli": (families.bernoulli(), {},
+                  lambda eta, y: optax.losses.sigmoid_binary_cross_entropy(eta, y), 1.0,
+                  lambda y: 0.0),
+    "categorical": (families.categorical(), {},
+                    lambda eta, y: optax.losses.softmax_cross_entropy_with_integer_labels(eta, y),
+                    1.0, lambda y: 0.0),
+    "poisson": (families.poisson(), {},
+                # half of scikit-learn's unit Poisson deviance, observation by observation
+                lambda eta, y: np.array([
+                    mean_poisson_deviance([yi], [np.exp(ei)]) / 2 for ei, yi in zip(eta, y)]),
+                1.0, lambda y: scipy.special.gammaln(y + 1) - scipy.special.xlogy(y, y) + y),
+}
+
+
+@pytest.mark.parametrize("case", AFFINE)
+def test_negative_log_likelihood_is_affine_in_the_loss(case, rng):
+    family, nuisance, outside_loss, slope, constant = AFFINE[case]
+    eta, y = _data(rng, family.name)
+    nll = -np.asarray(family.log_prob(jnp.asarray(eta), jnp.asarray(y), nuisance))
+    loss = np.asarray(outside_loss(jnp.asarray(eta), jnp.asarray(y)))
+    np.testing.assert_allclose(nll, slope * loss + constant(y), rtol=1e-9, atol=1e-12)
+    # The family's own loss and its (slope, constant) are the same.
+    np.testing.assert_allclose(family.loss(jnp.asarray(eta), jnp.asarray(y), nuisance), loss,
+                               rtol=1e-9, atol=1e-12)
+    own_slope, own_constant = family.loss_affine(jnp.asarray(y), nuisance)
+    np.testing.assert_allclose(own_slope, slope, rtol=1e-12)
+    np.testing.assert_allclose(np.broadcast_to(own_constant, y.shape),
+                               np.broadcast_to(constant(y), y.shape), rtol=1e-10)
+
+
+def test_fixed_and_learned_nuisance_parameters():
+    assert set(families.gaussian().learned) == {"sigma"}
+    assert families.gaussian(sigma=1.0).learned == {}
+    assert set(families.laplace().learned) == {"sigma"}
+    assert set(families.student_t().learned) == {"nu", "sigma"}
+    assert set(families.student_t(nu=4.0).learned) == {"sigma"}
+    assert families.student_t(nu=4.0, sigma=1.0).fixed == {"nu": 4.0, "sigma": 1.0}
+    assert families.bernoulli().link == "logit"
+    assert families.categorical().link == "softmax"
+    assert families.poisson().link == "log"
+    assert repr(families.gaussian(sigma=2.0)) == "gaussian(sigma=2)"
+
+
+@pytest.mark.parametrize("make", [
+    lambda: families.gaussian(sigma=0.0),
+    lambda: families.gaussian(sigma=-1.0),
+    lambda: families.laplace(scale=float("nan")),
+    lambda: families.student_t(nu=-2.0),
+])
+def test_fixed_scale_must_be_positive(make):
+    with pytest.raises(ValueError, match="must be a finite number > 0"):
+        make()
+
+
+def test_fixed_scale_with_a_prior_is_ambiguous():
+    import numpyro.distributions as dist
+    with pytest.raises(ValueError, match="fixed at 1.0 and also given a prior"):
+        families.gaussian(sigma=1.0, sigma_prior=dist.HalfNormal(1.0))
+
+
+@pytest.mark.parametrize("family,y,message", [
+    (families.bernoulli(), [1, 2, 2, 1], r"0 or 1; found the values \{1.0, 2.0\}"),
+    (families.bernoulli(), [-1, 1, 1], r"0 or 1; found the values \{-1.0, 1.0\}"),
+    (families.categorical(), [0, 1, 2.5], r"integers 0..K-1; found the values"),
+    (families.categorical(), [0, -1, 2], r"integers 0..K-1"),
+    (families.categorical(num_classes=3), [0, 1, 3], r"labels up to 3"),
+    (families.categorical(), [0, 0, 0], r"at least 2 classes"),
+    (families.poisson(), [0, 3, -1], r"non-negative integers; found the values \{-1.0\}"),
+    (families.poisson(), [0, 1.5, 2], r"non-negative integers; found the values \{1.5\}"),
+    (families.gaussian(), [0.0, np.nan], r"non-finite"),
+])
+def test_label_validation_says_what_was_found(family, y, message):
+    with pytest.raises(ValueError, match=message):
+        family.validate(np.asarray(y, dtype=float))

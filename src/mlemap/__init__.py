@@ -11,6 +11,7 @@ from mlemap._fit import PointEstimate, fit
 from mlemap._laplace import LaplaceApprox, laplace
 from mlemap._model import Model, Param
 from mlemap._sample import sample
+from mlemap._shard import shard
 from mlemap.glm import glm
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "laplace",
     "LaplaceApprox",
     "sample",
+    "shard",
 ]

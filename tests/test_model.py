@@ -170,3 +170,30 @@ def test_model_rejects_bad_declarations():
         model.unconstrain({"a": np.zeros(2), "b": 1.0})
     with pytest.raises(ValueError, match=r"shape \(3,\); the model declares \(2,\)"):
         model.unconstrain({"a": np.zeros(3)})
+
+
+def test_log_likelihood_must_be_pointwise():
+    from mlemap._model import check_log_likelihood
+
+    traces = []
+
+    def summed(params, data):
+        traces.append(1)
+        return jnp.sum(dist.Normal(params["mu"], 1.0).log_prob(data["y"]))
+
+    data = {"y": jnp.zeros(5)}
+    model = mm.Model({"mu": mm.Param()}, summed)
+    with pytest.raises(ValueError, match=r"shape \(n_obs,\); it returned \(\)"):
+        check_log_likelihood(model, data)
+    column = mm.Model({"mu": mm.Param()}, lambda p, d: d["y"][:, None] - p["mu"])
+    with pytest.raises(ValueError, match=r"it returned \(5, 1\)"):
+        check_log_likelihood(column, data)
+    broken = mm.Model({"mu": mm.Param()}, lambda p, d: d["missing"])
+    with pytest.raises(TypeError, match="failed on parameters of shapes"):
+        check_log_likelihood(broken, data)
+    good = mm.Model({"mu": mm.Param()}, lambda p, d: (traces.append(1), d["y"] - p["mu"])[1])
+    traces.clear()
+    for _ in range(3):
+        assert check_log_likelihood(good, {"y": jnp.ones(5)}) == 5
+    assert len(traces) == 1  # checked once per data layout
+    assert check_log_likelihood(good, {"y": jnp.ones(7)}) == 7

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,6 +46,7 @@ __all__ = [
     "Model",
     "log_density_fn",
     "pointwise_log_likelihood_fn",
+    "check_log_likelihood",
 ]
 
 
@@ -372,3 +374,66 @@ def log_density_fn(
         return total
 
     return log_density
+
+
+# --------------------------------------------------------------------------------------------
+# Checking a model against its data, once per data layout
+# --------------------------------------------------------------------------------------------
+
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _data_signature(data) -> tuple:
+    leaves, treedef = jax.tree.flatten(data)
+    return treedef, tuple((np.shape(x), jnp.result_type(x)) for x in leaves)
+
+
+def check_log_likelihood(model: Model, data) -> int:
+    """Check, without running it, that ``log_likelihood`` is pointwise: shape ``(n_obs,)``.
+
+    Uses ``jax.eval_shape`` (abstract evaluation) once per model and data layout, so a
+    repeated fit on data of the same shapes costs nothing here and traces nothing more.
+
+    Returns
+    -------
+    int
+        ``n_obs``, the number of pointwise terms.
+
+    Raises
+    ------
+    ValueError
+        When the output is not 1-D, e.g. a summed scalar (LOO and the "loss = mean NLL"
+        view need one value per observation), or ``(n, 1)``.
+    TypeError
+        When it is not a floating-point array, or the function fails on the data.
+    """
+    signature = _data_signature(data)
+    known = _CHECKED.setdefault(model, {})
+    if signature in known:
+        return known[signature]
+    dtype = _float_dtype()
+    params = {
+        name: jax.ShapeDtypeStruct(p.shape, dtype) for name, p in model.params.items()
+    }
+    try:
+        out = jax.eval_shape(model.log_likelihood, params, data)
+    except Exception as error:  # the user's function: say where it broke, keep the cause
+        raise TypeError(
+            f"model.log_likelihood(params, data) failed on parameters of shapes "
+            f"{ {k: p.shape for k, p in model.params.items()} } and this data: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    shape = getattr(out, "shape", None)
+    if shape is None or len(shape) != 1:
+        raise ValueError(
+            "model.log_likelihood must return the pointwise log-likelihood, one value per "
+            f"observation, shape (n_obs,); it returned {shape if shape is not None else out!r}. "
+            "Return the per-observation terms, not their sum (LOO needs them), and flatten "
+            "extra axes."
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(
+            f"model.log_likelihood returned dtype {out.dtype}; expected floating point."
+        )
+    known[signature] = shape[0]
+    return shape[0]

@@ -152,3 +152,40 @@ def test_fixed_scale_with_a_prior_is_ambiguous():
 def test_label_validation_says_what_was_found(family, y, message):
     with pytest.raises(ValueError, match=message):
         family.validate(np.asarray(y, dtype=float))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_extreme_logits_stay_finite(dtype):
+    """|eta| = 1e3: the log-likelihood is the exact -|eta| (or 0) and its gradient is finite,
+    in float32 as in float64 (no log(sigmoid) underflow)."""
+    eta = jnp.array([-1e3, 1e3, -1e3, 1e3], dtype)
+    y = jnp.array([0, 0, 1, 1], dtype)
+    bern = families.bernoulli()
+    value = bern.log_prob(eta, y)
+    assert value.dtype == dtype
+    np.testing.assert_allclose(value, [0.0, -1e3, -1e3, 0.0])
+    grad = jax.grad(lambda e: bern.log_prob(e, y).sum())(eta)
+    np.testing.assert_allclose(grad, [0.0, -1.0, 1.0, 0.0])
+    logits = jnp.stack([eta, -eta], axis=1)
+    labels = jnp.array([0, 1, 1, 0])
+    cat = families.categorical().log_prob(logits, labels)
+    np.testing.assert_allclose(cat, [-2e3, -2e3, 0.0, 0.0])
+    assert np.all(np.isfinite(jax.grad(lambda z: families.categorical().log_prob(z, labels).sum())(
+        logits)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_large_poisson_counts_stay_finite(dtype):
+    y = np.array([3e6, 4e8, 0.0])
+    eta = np.log(y + 1.0)
+    value = families.poisson().log_prob(jnp.asarray(eta, dtype), jnp.asarray(y, dtype))
+    # log p = y log mu - mu - log y! cancels terms of size ~ y log y: accuracy is relative to
+    # that size (the problem's condition), not to the small result.
+    size = y * np.abs(eta) + np.exp(eta) + scipy.special.gammaln(y + 1)
+    eps = float(jnp.finfo(dtype).eps)
+    reference = scipy.stats.poisson(np.exp(eta)).logpmf(y)
+    assert np.all(np.isfinite(value))
+    assert np.all(np.abs(np.asarray(value, float) - reference) <= 8 * eps * size)
+    grad = jax.grad(lambda e: families.poisson().log_prob(e, jnp.asarray(y, dtype)).sum())(
+        jnp.asarray(eta, dtype))
+    assert np.all(np.isfinite(grad))

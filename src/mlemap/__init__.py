@@ -7,8 +7,8 @@ mode, ``sample`` draws from it with NumPyro's NUTS, and ``compare`` puts them si
 """
 
 from mlemap import families, priors
-from mlemap._fit import PointEstimate, fit
-from mlemap._laplace import LaplaceApprox, laplace
+from mlemap._fit import FitError, FitWarning, PointEstimate, Status, fit
+from mlemap._laplace import LaplaceApprox, LaplaceWarning, laplace
 from mlemap._model import Model, Param
 from mlemap._sample import sample
 from mlemap._shard import shard
@@ -22,8 +22,12 @@ __all__ = [
     "glm",
     "fit",
     "PointEstimate",
+    "Status",
+    "FitError",
+    "FitWarning",
     "laplace",
     "LaplaceApprox",
+    "LaplaceWarning",
     "sample",
     "shard",
 ]

@@ -1,9 +1,925 @@
-"""fit(): MLE and MAP with optax (placeholder until issue 3 lands)."""
+"""fit(): MLE and MAP with optax in one jitted loop; convergence report; batched fits.
+
+The objective minimized is the negative log-density per observation over the flat
+unconstrained vector :math:`u` of shape ``(dim,)``:
+
+.. math::
+
+    F(u) = -\\frac{1}{n}\\,\\ell(u), \\qquad
+    \\ell(u) = \\sum_{i=1}^{n} \\log p(y_i \\mid T(u))
+              \\;[+ \\log p(T(u))]\\;[+ \\log|\\det J_T(u)|]
+
+(the prior term for ``method="map"``, the Jacobian term for ``jacobian=True``; see
+:func:`mlemap._model.log_density_fn`). Dividing by :math:`n` makes the gradient tolerance
+``tol`` mean the same as scikit-learn's ``tol`` for its L-BFGS solvers: the largest absolute
+entry of the gradient of the *mean* loss plus penalty.
+
+Two solvers, both a ``jax.lax.while_loop`` inside one compiled function:
+
+- smooth objectives: ``optax.lbfgs`` with its zoom line search (or any optax
+  ``GradientTransformation`` given as ``optimizer``), stopping when
+  :math:`\\|\\nabla F\\|_\\infty \\le` ``tol`` or the relative change of :math:`F` is below
+  ``rtol``;
+- a Laplace prior on a real parameter (the lasso): FISTA with backtracking and adaptive
+  restart, whose proximal step (soft-thresholding) sets coefficients to exactly zero, stopping
+  when the smallest subgradient of :math:`F` has :math:`\\|\\cdot\\|_\\infty \\le` ``tol``.
+  optax has no proximal solver for a per-coordinate L1 weight taken from a (batched) prior,
+  hence the hand-written loop.
+
+After the loop, a *ray test* checks that the point is an interior maximum: the log-density is
+evaluated further along the direction the optimizer travelled (:math:`u^* + s\\,\\hat d`,
+:math:`\\hat d = (u^*-u_0)/\\|u^*-u_0\\|`). If it does not decrease there, there is no interior
+maximum, and the status says which case it is (separable classes, a mode on the boundary of
+the support, a density that grows without bound) and what to do.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import warnings
+import weakref
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from numpyro.distributions import Distribution, Laplace
+from numpyro.distributions.transforms import IdentityTransform
+
+from mlemap._model import Model, log_density_fn, pointwise_log_likelihood_fn
+
+__all__ = ["fit", "PointEstimate", "Status", "FitError", "FitWarning"]
+
+Array = jax.Array
 
 
-class PointEstimate:  # placeholder
-    pass
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
 
 
-def fit(model, data, **kwargs):
-    raise NotImplementedError("mlemap.fit is being written (issue 3)")
+class FitError(RuntimeError):
+    """Raised by ``fit(..., throw=True)`` when no (interior) maximum was found."""
+
+
+class FitWarning(UserWarning):
+    """Warned by ``fit`` when no (interior) maximum was found and ``throw=False``."""
+
+
+class Status(enum.IntEnum):
+    """How a fit ended; ``PointEstimate.status`` is the readable message of one of these."""
+
+    CONVERGED = 0
+    MAX_STEPS = 1
+    NONFINITE = 2
+    NO_MAXIMUM = 3
+    BOUNDARY = 4
+    UNBOUNDED = 5
+
+
+# Raw exit codes of the compiled loop (before the ray test classifies them).
+_RUNNING, _GRAD, _REL, _MAX, _NONFINITE = -1, 0, 1, 2, 3
+
+
+class PointEstimate(NamedTuple):
+    """An MLE or MAP point and how the optimizer got there.
+
+    With a batched fit (``batch=``), every array field has a leading batch axis ``(B, ...)``
+    and ``status``/``result`` are tuples of length ``B``.
+
+    Attributes
+    ----------
+    params : dict[str, Array]
+        The estimate, constrained, each of its parameter's shape. At a mode on the boundary
+        of the support, the parameters that reach it hold the boundary value (e.g. ``0.0``).
+    log_density : float
+        The maximized objective :math:`\\ell(u^*)` (log-likelihood, + log-prior for ``"map"``,
+        + log-Jacobian for ``jacobian=True``), summed over observations.
+    log_likelihood : float
+        :math:`\\sum_i \\log p(y_i \\mid \\hat\\theta)`.
+    grad_norm : float
+        :math:`\\|\\nabla F(u^*)\\|_\\infty` of the per-observation objective
+        :math:`F = -\\ell/n` in unconstrained space (for the lasso: the smallest subgradient).
+    num_steps : int
+        Optimizer iterations (each one a line search or a backtracking proximal step).
+    converged : bool
+        ``True`` only for ``Status.CONVERGED``.
+    method : str
+        ``"map"`` or ``"mle"``.
+    jacobian : bool
+        Whether the log-Jacobian of the constraining transform was included.
+    status : str
+        A readable message: what happened, and what to do when it is a failure.
+    result : Status
+        The enumeration member behind ``status``.
+    position : Array
+        The estimate as the flat unconstrained vector ``(dim,)``.
+    n_obs : int
+        Number of observations (the length of the pointwise log-likelihood).
+    solver : str
+        ``"lbfgs"``, ``"proximal"`` (FISTA, for Laplace priors) or ``"optax"`` (given).
+    """
+
+    params: dict[str, Array]
+    log_density: Any
+    log_likelihood: Any
+    grad_norm: Any
+    num_steps: Any
+    converged: Any
+    method: str
+    jacobian: bool
+    status: Any
+    result: Any
+    position: Array
+    n_obs: int
+    solver: str
+
+
+# --------------------------------------------------------------------------------------------
+# The compiled core
+# --------------------------------------------------------------------------------------------
+
+
+class _Out(NamedTuple):
+    position: Array  # (dim,)
+    params: dict  # constrained
+    log_density: Array  # ()
+    log_likelihood: Array  # ()
+    grad_norm: Array  # ()
+    num_steps: Array  # () int
+    code: Array  # () int, raw exit code
+    ray: Array  # (3,) log-density at u*, u* + s d, u* + 2 s d
+    direction: Array  # (dim,) unit direction travelled
+    n_obs: Array  # () int, length of the pointwise log-likelihood
+
+
+class _LoopState(NamedTuple):
+    position: Array  # (dim,)
+    opt_state: Any
+    value: Array  # () F at position
+    grad: Array  # (dim,)
+    step: Array  # () int
+    code: Array  # () int
+
+
+class _FistaState(NamedTuple):
+    x: Array  # (dim,) current iterate (a proximal output: exact zeros)
+    y: Array  # (dim,) extrapolated point
+    t: Array  # () momentum
+    lipschitz: Array  # () backtracking estimate of the smooth part's Lipschitz constant
+    value: Array  # () full objective at x
+    grad_norm: Array  # () smallest subgradient at x, max-abs
+    step: Array  # () int
+    code: Array  # () int
+
+
+def _merge_priors(model: Model, fixed: Mapping, batched: Mapping) -> dict:
+    priors = dict(model.priors)
+    priors.update(fixed)
+    priors.update(batched)
+    return priors
+
+
+def _proximal_names(model: Model, priors: Mapping, method: str) -> tuple[str, ...]:
+    """Parameters whose prior is a Laplace on the real line: their L1 term is handled exactly."""
+    if method != "map":
+        return ()
+    return tuple(
+        name
+        for name, prior in priors.items()
+        if isinstance(prior, Laplace) and isinstance(model.params[name].transform, IdentityTransform)
+    )
+
+
+def _n_obs(model: Model, position, data) -> int:
+    shape = jax.eval_shape(pointwise_log_likelihood_fn(model), position, data).shape
+    return math.prod(shape)
+
+
+def _make_core(model, method, jacobian, optimizer, prox_names, polish):
+    """The un-jitted solve for one problem: ``core(u0, data, fixed, batched, tol, rtol, steps)``."""
+    log_density = log_density_fn(model, prior=(method == "map"), jacobian=jacobian)
+    pointwise = pointwise_log_likelihood_fn(model)
+
+    def core(u0, data, fixed_priors, batched_priors, tol, rtol, max_steps):
+        priors = _merge_priors(model, fixed_priors, batched_priors)
+        n_raw = _n_obs(model, u0, data)
+        n = max(1, n_raw)
+
+        def full(u):
+            return log_density(u, data, priors)
+
+        if prox_names:
+            x, grad_norm, step, code = _fista(
+                model, log_density, u0, data, priors, prox_names, n, tol, max_steps
+            )
+        else:
+            x, grad_norm, step, code = _quasi_newton(
+                optimizer, lambda u: -full(u) / n, u0, tol, rtol, max_steps, polish
+            )
+
+        # Ray test: does the log-density keep increasing along the direction travelled?
+        d = x - u0
+        dist = jnp.sqrt(jnp.sum(d * d))
+        direction = jnp.where(dist > 0, d / jnp.where(dist > 0, dist, 1.0), 0.0)
+        s = jnp.maximum(dist, 1.0)
+        ray = jnp.stack([full(x), full(x + s * direction), full(x + 2.0 * s * direction)])
+        return _Out(
+            position=x,
+            params=model.constrain(x),
+            log_density=ray[0],
+            log_likelihood=jnp.sum(pointwise(x, data)),
+            grad_norm=grad_norm,
+            num_steps=step,
+            code=code,
+            ray=ray,
+            direction=direction,
+            n_obs=jnp.asarray(n_raw, jnp.int32),
+        )
+
+    return core
+
+
+def _quasi_newton(optimizer, objective, u0, tol, rtol, max_steps, polish):
+    """Minimize ``objective`` with an optax transformation in a ``lax.while_loop``.
+
+    The canonical optax L-BFGS loop (optax docs, "L-BFGS"): the line search stores the value
+    and gradient at the accepted point in the state, and ``value_and_grad_from_state`` reuses
+    them, so each iteration costs one line search and no extra evaluation.
+    """
+    opt = optax.with_extra_args_support(optimizer)
+    opt_state = opt.init(u0)
+    try:
+        stores_value = (
+            optax.tree.get(opt_state, "value") is not None
+            and optax.tree.get(opt_state, "grad") is not None
+        )
+    except (KeyError, ValueError):
+        stores_value = False
+    plain_value_and_grad = jax.value_and_grad(objective)
+    if stores_value:
+        from_state = optax.value_and_grad_from_state(objective)
+
+        def value_and_grad(u, state):
+            return from_state(u, state=state)
+    else:
+
+        def value_and_grad(u, state):
+            return plain_value_and_grad(u)
+
+    value0, grad0 = plain_value_and_grad(u0)
+    finite0 = jnp.isfinite(value0) & jnp.all(jnp.isfinite(grad0))
+    code0 = jnp.where(
+        ~finite0,
+        _NONFINITE,
+        jnp.where(jnp.max(jnp.abs(grad0), initial=0.0) <= tol, _GRAD,
+                  jnp.where(max_steps <= 0, _MAX, _RUNNING)),
+    )
+
+    def cond(state):
+        return state.code == _RUNNING
+
+    def body(state):
+        updates, opt_state = opt.update(
+            state.grad, state.opt_state, state.position,
+            value=state.value, grad=state.grad, value_fn=objective,
+        )
+        position = optax.apply_updates(state.position, updates)
+        value, grad = value_and_grad(position, opt_state)
+        step = state.step + 1
+        finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad)) & jnp.all(jnp.isfinite(position))
+        grad_norm = jnp.max(jnp.abs(grad), initial=0.0)
+        scale = jnp.maximum(jnp.maximum(jnp.abs(value), jnp.abs(state.value)), 1.0)
+        small_change = jnp.abs(value - state.value) <= rtol * scale
+        code = jnp.where(
+            ~finite, _NONFINITE,
+            jnp.where(grad_norm <= tol, _GRAD,
+                      jnp.where(small_change, _REL,
+                                jnp.where(step >= max_steps, _MAX, _RUNNING))),
+        )
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        return _LoopState(
+            position=keep(position, state.position),
+            opt_state=keep(opt_state, state.opt_state),
+            value=keep(value, state.value),
+            grad=keep(grad, state.grad),
+            step=step,
+            code=code,
+        )
+
+    init = _LoopState(u0, opt_state, value0, grad0, jnp.zeros((), jnp.int32), code0)
+    final = jax.lax.while_loop(cond, body, init)
+    position, grad, code = final.position, final.grad, final.code
+    if polish and u0.shape[0] <= _MAX_POLISH_DIM:
+        position, grad, code = _newton_polish(objective, position, grad, code, tol)
+    grad_norm = jnp.max(jnp.abs(grad), initial=0.0)
+    return position, grad_norm, final.step, code
+
+
+# Newton polish for small problems (dim <= this): a dense Hessian costs ~dim gradients.
+_MAX_POLISH_DIM = 200
+
+
+def _newton_polish(objective, position, grad, code, tol, max_newton=10):
+    """A few Newton steps after L-BFGS stopped on the relative change or on max_steps.
+
+    Near the optimum of a badly scaled objective (e.g. an unstandardized regression), the
+    objective's rounding error hides the decrease that a line search needs, and L-BFGS stops
+    on the relative change with a gradient still above ``tol``. Newton steps need no line
+    search there: each is accepted only if it lowers the gradient norm, so a problem without a
+    maximum (singular Hessian) is left as it was. Used after the default L-BFGS only (a given
+    optimizer runs as is), for dim <= ``_MAX_POLISH_DIM``. This takes float64 fits to scikit-learn's
+    exact solvers' precision; optax has no Newton step, hence written here.
+    """
+    value_and_grad = jax.value_and_grad(objective)
+    hessian = jax.hessian(objective)
+
+    def cond(c):
+        _, g, i, stop = c
+        return ~stop & (i < max_newton) & (jnp.max(jnp.abs(g), initial=0.0) > tol)
+
+    def body(c):
+        u, g, i, _ = c
+        h = hessian(u)
+        h = 0.5 * (h + h.T)
+        step = -jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(h), g)
+        value_new, g_new = value_and_grad(u + step)
+        better = (jnp.all(jnp.isfinite(step)) & jnp.isfinite(value_new)
+                  & (jnp.max(jnp.abs(g_new), initial=0.0) < jnp.max(jnp.abs(g), initial=0.0)))
+        return (jnp.where(better, u + step, u), jnp.where(better, g_new, g), i + 1, ~better)
+
+    run = (code == _REL) | (code == _MAX)
+    u, g, _, _ = jax.lax.while_loop(
+        cond, body, (position, grad, jnp.zeros((), jnp.int32), ~run))
+    code = jnp.where(run & (jnp.max(jnp.abs(g), initial=0.0) <= tol), _GRAD, code)
+    return u, g, code
+
+
+def _l1_weights(model, priors, prox_names, n, dtype):
+    """Flat ``(loc, weight, mask)``: F's L1 part is ``sum(weight * |u - loc|)`` on ``mask``."""
+    locs, weights, masks = [], [], []
+    for name, param in model.params.items():
+        if name in prox_names:
+            prior = priors[name]
+            locs.append(jnp.broadcast_to(jnp.asarray(prior.loc, dtype), param.shape).ravel())
+            w = 1.0 / (jnp.asarray(prior.scale, dtype) * n)
+            weights.append(jnp.broadcast_to(w, param.shape).ravel())
+            masks.append(jnp.ones(param.size, bool))
+        else:
+            locs.append(jnp.zeros(param.size, dtype))
+            weights.append(jnp.zeros(param.size, dtype))
+            masks.append(jnp.zeros(param.size, bool))
+    return jnp.concatenate(locs), jnp.concatenate(weights), jnp.concatenate(masks)
+
+
+def _fista(model, log_density, u0, data, priors, prox_names, n, tol, max_steps):
+    """FISTA with backtracking and gradient-based adaptive restart.
+
+    Minimizes :math:`F(u) = h(u) + \\sum_j w_j |u_j - m_j|` with :math:`h` the smooth part
+    (everything but the Laplace priors, per observation), :math:`w_j = 1/(n\\,b_j)` and
+    :math:`m_j, b_j` the Laplace priors' location and scale. Beck & Teboulle (2009), SIAM J.
+    Imaging Sci. 2(1); restart: O'Donoghue & Candes (2015), Found. Comput. Math. 15.
+    """
+    smooth_priors = {k: (None if k in prox_names else v) for k, v in priors.items()}
+    dtype = u0.dtype
+
+    def h(u):
+        return -log_density(u, data, smooth_priors) / n
+
+    h_value_and_grad = jax.value_and_grad(h)
+    loc, w, mask = _l1_weights(model, priors, prox_names, n, dtype)
+
+    def l1(u):
+        return jnp.sum(jnp.where(mask, w * jnp.abs(u - loc), 0.0))
+
+    def prox(v, step):
+        shrunk = loc + jnp.sign(v - loc) * jnp.maximum(jnp.abs(v - loc) - step * w, 0.0)
+        return jnp.where(mask, shrunk, v)
+
+    def min_subgradient(u, g):
+        at_kink = u == loc
+        smooth_side = g + w * jnp.sign(u - loc)
+        kink = jnp.sign(g) * jnp.maximum(jnp.abs(g) - w, 0.0)
+        return jnp.max(jnp.abs(jnp.where(mask, jnp.where(at_kink, kink, smooth_side), g)),
+                       initial=0.0)
+
+    eps = jnp.finfo(dtype).eps
+    x0 = prox(u0, 0.0)
+    h0, g0 = h_value_and_grad(x0)
+    gn0 = min_subgradient(x0, g0)
+    code0 = jnp.where(~jnp.isfinite(h0), _NONFINITE,
+                      jnp.where(gn0 <= tol, _GRAD, jnp.where(max_steps <= 0, _MAX, _RUNNING)))
+
+    def body(state):
+        hy, gy = h_value_and_grad(state.y)
+
+        def bt_cond(b):
+            return ~b[4] & (b[5] < 60)
+
+        def bt_body(b):
+            lipschitz = b[0] * 2.0
+            z = prox(state.y - gy / lipschitz, 1.0 / lipschitz)
+            hz, gz = h_value_and_grad(z)
+            dz = z - state.y
+            bound = hy + jnp.dot(gy, dz) + 0.5 * lipschitz * jnp.dot(dz, dz)
+            ok = jnp.isfinite(hz) & (hz <= bound + 10 * eps * jnp.abs(hy))
+            return lipschitz, z, hz, gz, ok, b[5] + 1
+
+        start = (state.lipschitz * 0.25, state.y, hy, gy, jnp.zeros((), bool),
+                 jnp.zeros((), jnp.int32))
+        lipschitz, z, hz, gz, ok, _ = jax.lax.while_loop(bt_cond, bt_body, start)
+        value = hz + l1(z)
+        # Restart the momentum when it points against the proximal-gradient step.
+        restart = jnp.dot(state.y - z, z - state.x) > 0
+        t_next = (1.0 + jnp.sqrt(1.0 + 4.0 * state.t**2)) / 2.0
+        y = jnp.where(restart, z, z + ((state.t - 1.0) / t_next) * (z - state.x))
+        t = jnp.where(restart, 1.0, t_next)
+        grad_norm = min_subgradient(z, gz)
+        step = state.step + 1
+        code = jnp.where(~ok, _NONFINITE,
+                         jnp.where(grad_norm <= tol, _GRAD,
+                                   jnp.where(step >= max_steps, _MAX, _RUNNING)))
+        return _FistaState(
+            x=jnp.where(ok, z, state.x), y=jnp.where(ok, y, state.x), t=t,
+            lipschitz=lipschitz, value=jnp.where(ok, value, state.value),
+            grad_norm=jnp.where(ok, grad_norm, state.grad_norm), step=step, code=code,
+        )
+
+    init = _FistaState(x0, x0, jnp.ones((), dtype), jnp.ones((), dtype), h0 + l1(x0), gn0,
+                       jnp.zeros((), jnp.int32), code0)
+    final = jax.lax.while_loop(lambda s: s.code == _RUNNING, body, init)
+    return final.x, final.grad_norm, final.step, final.code
+
+
+# Compiled functions, cached per model (weakly: a model that goes away frees its programs).
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled(model, key, build):
+    per_model = _CACHE.setdefault(model, {})
+    if key not in per_model:
+        per_model[key] = build()
+    return per_model[key]
+
+
+def _solver_fn(model, method, jacobian, optimizer, prox_names, batch_data, batch_priors):
+    key = ("solve", method, jacobian, optimizer, prox_names, batch_data, batch_priors)
+
+    def build():
+        fn = _make_core(model, method, jacobian, optimizer.optimizer, prox_names,
+                        polish=isinstance(optimizer.key, str))
+        if batch_data or batch_priors:
+            fn = jax.vmap(
+                fn, in_axes=(None, 0 if batch_data else None, None,
+                             0 if batch_priors else None, None, None, None)
+            )
+        return jax.jit(fn)
+
+    return _compiled(model, key, build)
+
+
+def _initial_value_fn(model, method, jacobian, batch_data, batch_priors):
+    key = ("initial", method, jacobian, batch_data, batch_priors)
+
+    def build():
+        log_density = log_density_fn(model, prior=(method == "map"), jacobian=jacobian)
+
+        def value(u0, data, fixed, batched):
+            return log_density(u0, data, _merge_priors(model, fixed, batched))
+
+        if batch_data or batch_priors:
+            value = jax.vmap(value, in_axes=(None, 0 if batch_data else None, None,
+                                             0 if batch_priors else None))
+        return jax.jit(value)
+
+    return _compiled(model, key, build)
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks (before tracing)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_data(data, batch_data: bool) -> tuple[Any, int | None]:
+    leaves_with_path = jax.tree_util.tree_flatten_with_path(data)[0]
+    sizes = set()
+    for path, leaf in leaves_with_path:
+        name = jax.tree_util.keystr(path) or "data"
+        arr = np.asarray(leaf)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"data{name} must be a numeric array; got dtype {arr.dtype}.")
+        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+            bad = int(np.sum(~np.isfinite(arr)))
+            raise ValueError(
+                f"data{name} has {bad} NaN or infinite value(s). Remove or impute them before "
+                "fitting."
+            )
+        if batch_data:
+            if arr.ndim == 0:
+                raise ValueError(
+                    f"batch='data' needs a leading batch axis on every data array; data{name} "
+                    "is a scalar. Stack the datasets: np.stack([d1, d2, ...])."
+                )
+            sizes.add(arr.shape[0])
+    if batch_data and len(sizes) > 1:
+        raise ValueError(
+            f"batch='data': the data arrays have different leading (batch) sizes {sorted(sizes)}; "
+            "every array needs the same number of datasets along axis 0."
+        )
+    data = jax.tree.map(jnp.asarray, data)
+    return data, (sizes.pop() if sizes else None)
+
+
+def _check_priors(model: Model, priors, batch_priors: bool) -> tuple[dict, int | None]:
+    if priors is None:
+        if batch_priors:
+            raise ValueError("batch='priors' needs priors=: a dict name -> distribution whose "
+                             "parameters have a leading batch axis.")
+        return {}, None
+    if not isinstance(priors, Mapping):
+        raise TypeError(f"priors must be a dict name -> numpyro distribution or None; got "
+                        f"{type(priors).__name__}.")
+    unknown = sorted(set(priors) - set(model.params))
+    if unknown:
+        raise ValueError(f"priors has unknown parameter name(s) {unknown}; the model's "
+                         f"parameters are {sorted(model.params)}.")
+    for name, prior in priors.items():
+        if prior is not None and not isinstance(prior, Distribution):
+            raise TypeError(f"priors[{name!r}] must be a numpyro distribution or None (flat); "
+                            f"got {type(prior).__name__}.")
+    if not batch_priors:
+        return dict(priors), None
+    # Every parameter of every batched prior gets a leading axis of the batch size B: leaves
+    # with a leading axis of 1, and scalars, are broadcast. NumPyro stores a distribution's
+    # parameters as its pytree leaves, so `jax.vmap(..., in_axes=0)` then slices them.
+    sizes = set()
+    for name, prior in priors.items():
+        if prior is None:
+            raise ValueError(f"batch='priors': priors[{name!r}] is None (flat); a batched prior "
+                             "must be a distribution. Leave flat parameters out of priors=.")
+        if len(prior.batch_shape) == 0:
+            raise ValueError(
+                f"batch='priors': priors[{name!r}] has batch shape (); the batch axis must be "
+                "its leading axis, e.g. Normal(0.0, scales[:, None]) for a vector parameter."
+            )
+        sizes.add(prior.batch_shape[0])
+    sizes.discard(1)
+    if len(sizes) > 1:
+        raise ValueError(f"batch='priors': the priors have different batch sizes {sorted(sizes)}.")
+    size = sizes.pop() if sizes else 1
+    out = {}
+    for name, prior in priors.items():
+        leaves, treedef = jax.tree_util.tree_flatten(prior)
+        new = []
+        for leaf in leaves:
+            leaf = jnp.asarray(leaf)
+            if leaf.ndim == 0:
+                leaf = jnp.broadcast_to(leaf, (size,))
+            elif leaf.shape[0] in (1, size):
+                leaf = jnp.broadcast_to(leaf, (size,) + leaf.shape[1:])
+            else:
+                raise ValueError(
+                    f"batch='priors': a parameter of priors[{name!r}] has shape {leaf.shape}, "
+                    f"whose leading axis is neither 1 nor the batch size {size}."
+                )
+            new.append(leaf)
+        out[name] = jax.tree_util.tree_unflatten(treedef, new)
+    return out, size
+
+
+def _initial_position(model: Model, init) -> Array:
+    if init is None:
+        return jnp.zeros((model.dim,), jnp.result_type(float))
+    if not isinstance(init, Mapping):
+        raise TypeError(f"init must be a dict name -> constrained value; got "
+                        f"{type(init).__name__}.")
+    missing = sorted(set(model.params) - set(init))
+    unknown = sorted(set(init) - set(model.params))
+    if missing or unknown:
+        raise ValueError(
+            f"init does not match the model's parameters: missing {missing}, unknown {unknown}. "
+            f"Give a value for each of {sorted(model.params)} (or init=None for the default)."
+        )
+    for name, param in model.params.items():
+        shape = tuple(np.shape(init[name]))
+        if shape != param.shape:
+            raise ValueError(f"init[{name!r}] has shape {shape}; the model declares {param.shape}.")
+        value = np.asarray(init[name], dtype=float)
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"init[{name!r}] is not finite.")
+        inside = np.asarray(param.constraint(jnp.asarray(value)))
+        if not np.all(inside):
+            raise ValueError(f"init[{name!r}] = {value} lies outside the parameter's support "
+                             f"{param.constraint}.")
+    return model.unconstrain(init)
+
+
+def _parse_batch(batch) -> tuple[bool, bool]:
+    if batch is None:
+        return False, False
+    parts = (batch,) if isinstance(batch, str) else tuple(batch)
+    bad = [p for p in parts if p not in ("data", "priors")]
+    if bad:
+        raise ValueError(f"batch must be None, 'data', 'priors' or ('data', 'priors'); got "
+                         f"{batch!r}.")
+    return "data" in parts, "priors" in parts
+
+
+# --------------------------------------------------------------------------------------------
+# Classification of the end point
+# --------------------------------------------------------------------------------------------
+
+
+def _param_of_coordinate(model: Model) -> list[str]:
+    names = []
+    for name, param in model.params.items():
+        names.extend([name] * param.size)
+    return names
+
+
+def _classify(model, code, ray, direction, grad_norm, step, tol, rtol, max_steps):
+    """Status and message for one problem (numpy scalars / vectors)."""
+    f0, f1, f2 = (float(v) for v in ray)
+    noise = 1e-12 * (1.0 + abs(f0)) if np.isfinite(f0) else 0.0
+    moved = bool(np.any(direction != 0))
+
+    def up(a, b):  # b is not lower than a (NaN: unknown, treated as not higher)
+        return (b == np.inf) or (np.isfinite(a) and np.isfinite(b) and b >= a - noise)
+
+    improving = moved and up(f0, f1) and up(f1, f2)
+    coord_names = _param_of_coordinate(model)
+    big = np.abs(direction) >= 0.1 * np.max(np.abs(direction)) if moved else np.zeros(0, bool)
+    diverging = sorted({coord_names[i] for i in np.flatnonzero(big)}) if moved else []
+    boundary = [n for n in diverging
+                if not isinstance(model.params[n].transform, IdentityTransform)]
+    if improving:
+        g1, g2 = f1 - f0, f2 - f1
+        grows = f1 == np.inf or f2 == np.inf or (g1 > noise and g2 >= 0.5 * g1)
+        if grows:
+            where = (f" as {', '.join(boundary)} approach(es) the boundary of the support"
+                     if boundary else f" as {', '.join(diverging)} diverge(s)")
+            return Status.UNBOUNDED, (
+                "no maximum: the log-density grows without bound" + where + " (e.g. a "
+                "hierarchical scale going to 0 with jacobian=False, as in the centered "
+                "eight-schools model). The point returned is not an estimate. Fix: use a prior "
+                "that vanishes at the boundary (e.g. Gamma(2, ...) or LogNormal for a scale), "
+                "a non-centered parameterization, or sample the posterior with mm.sample."
+            ), boundary
+        if boundary:
+            return Status.BOUNDARY, (
+                f"the maximum lies on the boundary of the support of {', '.join(boundary)}: "
+                "the unconstrained coordinate runs off to infinity while the log-density "
+                "approaches its supremum; params hold the boundary value. This is a valid MAP/"
+                "MLE on the boundary but not an interior mode (no Laplace approximation). Use "
+                "jacobian=True for the mode in unconstrained space, or a prior that vanishes at "
+                "the boundary."
+            ), boundary
+        return Status.NO_MAXIMUM, (
+            f"no maximum: the log-density keeps increasing towards a finite supremum as "
+            f"{', '.join(diverging)} grow(s) without bound. With a Bernoulli or categorical "
+            "likelihood this means the classes are (quasi-)separable and the MLE does not "
+            "exist. Fix: add a proper prior (method='map' with e.g. prior=Normal(0, s) on the "
+            "coefficients, mm.priors.from_logistic(C)); the MAP exists."
+        ), []
+    if code in (_GRAD, _REL):
+        how = ("gradient norm below tol" if code == _GRAD
+               else f"relative change of the objective below rtol={rtol:g}")
+        return Status.CONVERGED, (
+            f"converged after {step} steps: {how} (grad_norm={grad_norm:.3g}, tol={tol:g})."
+        ), []
+    if code == _MAX:
+        return Status.MAX_STEPS, (
+            f"did not converge in max_steps={max_steps} (grad_norm={grad_norm:.3g} > "
+            f"tol={tol:g}). Increase max_steps, loosen tol, or give a better init."
+        ), []
+    return Status.NONFINITE, (
+        f"stopped after {step} steps: the log-density or its gradient became NaN or infinite. "
+        "Check the model for overflow (e.g. exp of a large linear predictor), standardize the "
+        "inputs, or give an init closer to the mode."
+    ), []
+
+
+def _snap_to_boundary(model, position, direction, names):
+    """Constrained values with the diverging coordinates of ``names`` at their limit."""
+    coord_names = np.array(_param_of_coordinate(model))
+    big = np.abs(direction) >= 0.1 * np.max(np.abs(direction))
+    snap = np.isin(coord_names, names) & big
+    limit = np.where(snap, np.sign(direction) * np.inf, np.asarray(position))
+    params = model.constrain(jnp.asarray(limit))
+    if all(bool(jnp.all(jnp.isfinite(v))) for v in params.values()):
+        return params
+    return model.constrain(jnp.asarray(position))
+
+
+# --------------------------------------------------------------------------------------------
+# fit
+# --------------------------------------------------------------------------------------------
+
+
+def fit(
+    model: Model,
+    data: Any,
+    *,
+    method: str = "map",
+    jacobian: bool = False,
+    priors: Mapping[str, Distribution | None] | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    init: Mapping[str, Any] | None = None,
+    max_steps: int | None = None,
+    tol: float | None = None,
+    rtol: float | None = None,
+    batch: str | tuple[str, ...] | None = None,
+    throw: bool = False,
+) -> PointEstimate:
+    """Maximum likelihood or maximum a posteriori estimate of a model.
+
+    Maximizes, over the flat unconstrained vector :math:`u` ``(dim,)``,
+
+    .. math::
+
+        \\ell(u) = \\sum_{i=1}^{n} \\log p(y_i \\mid \\theta)
+        \\;+\\; [\\mathrm{map}]\\, \\log p(\\theta)
+        \\;+\\; [\\mathrm{jacobian}]\\, \\log|\\det J_T(u)|,
+        \\qquad \\theta = T(u),
+
+    by minimizing :math:`F(u) = -\\ell(u)/n`. ``method="mle"`` drops the prior (and the
+    Jacobian); ``method="map"`` with ``jacobian=False`` is the textbook MAP (ridge, lasso,
+    Stan's ``optimize``), with ``jacobian=True`` the mode of the unconstrained density.
+
+    Parameters
+    ----------
+    model : Model
+    data : pytree of arrays
+        The model's data (e.g. ``{"X": (n, d), "y": (n,)}``). With ``batch`` containing
+        ``"data"``, every array has a leading axis of ``B`` datasets.
+    method : {"map", "mle"}
+    jacobian : bool
+        Include :math:`\\log|\\det J_T(u)|` (``method="map"`` only).
+    priors : dict[str, Distribution | None], optional
+        Priors replacing the model's own for the named parameters (``None``: flat). With
+        ``batch`` containing ``"priors"``, each given distribution has a leading batch axis
+        in its batch shape, e.g. ``{"beta": Normal(0.0, taus[:, None])}`` for ``B = len(taus)``
+        prior scales on a vector ``beta`` (a regularization path); its parameters are
+        broadcast along that axis.
+    optimizer : optax.GradientTransformation, optional
+        Default ``optax.lbfgs()`` with its zoom line search. Any optax transformation works
+        (the loop passes ``value``, ``grad`` and ``value_fn`` to those that take them).
+        A real parameter with a ``Laplace`` prior under ``method="map"`` is handled by the
+        proximal solver (exact zeros) when ``optimizer`` is ``None``.
+    init : dict[str, array], optional
+        Constrained starting values for *every* parameter. Default: unconstrained zeros
+        (0 for real, 1 for positive, the centre for an interval or a simplex).
+    max_steps : int, optional
+        Iteration limit; default 1000 (quasi-Newton) or 50000 (proximal).
+    tol : float, optional
+        Stop when :math:`\\|\\nabla F\\|_\\infty \\le` ``tol`` (scikit-learn's ``tol`` for
+        L-BFGS). Default 1e-9 in float64, 1e-5 in float32.
+    rtol : float, optional
+        Also stop when :math:`|F_k - F_{k-1}| \\le` ``rtol`` :math:`\\max(|F_k|, |F_{k-1}|, 1)`
+        (the precision limit). Default ``4 * eps``; not used by the proximal solver.
+    batch : None, "data", "priors" or ("data", "priors")
+        Fit ``B`` problems in one vmapped compiled call; every field of the result gets a
+        leading axis ``B``.
+    throw : bool
+        Raise :class:`FitError` when the result is not a converged interior maximum; by
+        default a :class:`FitWarning` is issued and the point is returned.
+
+    Returns
+    -------
+    PointEstimate
+
+    Raises
+    ------
+    ValueError, TypeError
+        On bad input, before anything is compiled: an ``init`` with missing or unknown
+        names, wrong shapes or values outside the support; a start where the log-density is
+        not finite; NaN in the data; inconsistent batch sizes.
+
+    Notes
+    -----
+    One compiled program per (model, method, jacobian, optimizer, batch layout) serves every
+    dataset and prior of the same shapes: data and prior parameters are arguments.
+
+    Examples
+    --------
+    >>> est = fit(model, {"X": X, "y": y})                     # doctest: +SKIP
+    >>> path = fit(model, data, priors={"beta": dist.Normal(0.0, taus[:, None])},
+    ...            batch="priors")                              # doctest: +SKIP
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"fit expects an mlemap.Model; got {type(model).__name__}.")
+    if method not in ("map", "mle"):
+        raise ValueError(f"method must be 'map' or 'mle'; got {method!r}.")
+    jacobian = bool(jacobian)
+    if method == "mle" and jacobian:
+        raise ValueError("jacobian=True needs method='map': the MLE does not depend on the "
+                         "parameterization. Use method='map', jacobian=True for the mode of the "
+                         "unconstrained posterior.")
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-2)); "
+                        f"got {type(optimizer).__name__}.")
+    batch_data, batch_priors = _parse_batch(batch)
+    data, data_size = _check_data(data, batch_data)
+    batched_priors, prior_size = _check_priors(model, priors, batch_priors)
+    if data_size is not None and prior_size is not None and data_size != prior_size:
+        raise ValueError(f"batch: the data have {data_size} datasets but the priors {prior_size} "
+                         "settings; they must be equal.")
+    fixed_priors = {} if batch_priors else batched_priors
+    if not batch_priors:
+        batched_priors = {}
+    u0 = _initial_position(model, init)
+
+    merged = _merge_priors(model, fixed_priors, batched_priors)
+    prox_names = _proximal_names(model, merged, method) if optimizer is None else ()
+    eps = float(jnp.finfo(u0.dtype).eps)
+    tol = (1e-9 if u0.dtype == jnp.float64 else 1e-5) if tol is None else float(tol)
+    rtol = 4.0 * eps if rtol is None else float(rtol)
+    if max_steps is None:
+        max_steps = 50_000 if prox_names else 1000
+    max_steps = int(max_steps)
+    solver = "proximal" if prox_names else ("lbfgs" if optimizer is None else "optax")
+    opt = optax.lbfgs() if optimizer is None else optimizer
+    opt_key = "lbfgs" if optimizer is None else optimizer
+
+    # A start where the log-density is not finite: say so before compiling the solver.
+    start = np.asarray(_initial_value_fn(model, method, jacobian, batch_data, batch_priors)(
+        u0, data, fixed_priors, batched_priors))
+    if not np.all(np.isfinite(start)):
+        raise ValueError(
+            f"The log-density at the initial point is {start.ravel()[~np.isfinite(start.ravel())][0]} "
+            "(not finite). Give init= with values where the likelihood and prior are positive "
+            "(e.g. inside every prior's support, with a linear predictor that does not overflow)."
+        )
+
+    solve = _solver_fn(model, method, jacobian, _OptKey(opt_key, opt), prox_names,
+                       batch_data, batch_priors)
+    out = solve(u0, data, fixed_priors, batched_priors, jnp.asarray(tol, u0.dtype),
+                jnp.asarray(rtol, u0.dtype), jnp.asarray(max_steps, jnp.int32))
+    out = jax.tree.map(lambda a: np.asarray(a) if isinstance(a, jax.Array) else a, out)
+    batched = batch_data or batch_priors
+    n_obs = int(np.ravel(out.n_obs)[0])  # from the compiled call: no extra trace
+
+    def one(i):
+        pick = (lambda a: a[i]) if batched else (lambda a: a)
+        status, message, boundary = _classify(
+            model, int(pick(out.code)), pick(out.ray), pick(out.direction),
+            float(pick(out.grad_norm)), int(pick(out.num_steps)), tol, rtol, max_steps)
+        params = None
+        if status == Status.BOUNDARY:
+            params = _snap_to_boundary(model, pick(out.position), pick(out.direction), boundary)
+        return status, message, params
+
+    size = out.code.shape[0] if batched else None
+    results = [one(i) for i in range(size)] if batched else [one(None)]
+    params = {k: jnp.asarray(v) for k, v in out.params.items()}
+    for i, (_, _, snapped) in enumerate(results):
+        if snapped is not None:
+            params = {k: (v.at[i].set(snapped[k]) if batched else snapped[k])
+                      for k, v in params.items()}
+    statuses = tuple(r[0] for r in results)
+    messages = tuple(r[1] for r in results)
+    converged = np.array([s == Status.CONVERGED for s in statuses])
+    scalar = (lambda a: a) if batched else (lambda a: a.item())
+    estimate = PointEstimate(
+        params=params,
+        log_density=scalar(out.log_density),
+        log_likelihood=scalar(out.log_likelihood),
+        grad_norm=scalar(out.grad_norm),
+        num_steps=scalar(out.num_steps),
+        converged=converged if batched else bool(converged[0]),
+        method=method,
+        jacobian=jacobian,
+        status=messages if batched else messages[0],
+        result=statuses if batched else statuses[0],
+        position=jnp.asarray(out.position),
+        n_obs=n_obs,
+        solver=solver,
+    )
+    if not np.all(converged):
+        failed = [i for i, s in enumerate(statuses) if s != Status.CONVERGED]
+        if batched:
+            message = (f"{len(failed)} of {size} fits did not give a converged interior maximum; "
+                       f"the first, at batch index {failed[0]}: {messages[failed[0]]}")
+        else:
+            message = f"fit({method}): {messages[0]}"
+        if throw:
+            raise FitError(message)
+        warnings.warn(message, FitWarning, stacklevel=2)
+    return estimate
+
+
+class _OptKey:
+    """Hashable cache key for an optimizer: the default by name, a user's by identity."""
+
+    def __init__(self, key, optimizer):
+        self.key, self.optimizer = key, optimizer
+
+    def __hash__(self):
+        return hash(self.key) if isinstance(self.key, str) else id(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, _OptKey) and (
+            self.key == other.key if isinstance(self.key, str) else self.key is other.key)

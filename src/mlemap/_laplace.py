@@ -1,9 +1,255 @@
-"""laplace(): Gaussian approximation at the mode (placeholder until issue 3 lands)."""
+"""laplace(): a Gaussian approximation of the posterior at its mode.
+
+In the flat unconstrained space of :mod:`mlemap._model`,
+
+.. math::
+
+    q(u) = \\mathcal N\\big(u \\mid \\hat u,\\; \\Sigma\\big), \\qquad
+    \\Sigma = \\big(-\\nabla^2 \\ell(\\hat u)\\big)^{-1},
+
+with :math:`\\hat u` the maximum of :math:`\\ell` = log-likelihood + log-prior +
+log-Jacobian (``method="map"``: the density of the unconstrained coordinates, whose mode is
+``fit(..., jacobian=True)``), or the log-likelihood alone (``method="mle"``: then
+:math:`\\Sigma` is the inverse observed information, the classical standard errors of
+statsmodels). Draws of :math:`q` are mapped to the constrained space; the Pareto-k of the
+importance ratios :math:`\\log p(u) - \\log q(u)` over the draws says how well :math:`q` fits.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import arviz_base
+import arviz_stats  # noqa: F401  (registers the .azstats accessor)
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from mlemap._fit import PointEstimate, Status, fit
+from mlemap._model import Model, log_density_fn
+
+__all__ = ["laplace", "LaplaceApprox", "LaplaceWarning"]
+
+Array = jax.Array
 
 
-class LaplaceApprox:  # placeholder
-    pass
+class LaplaceWarning(UserWarning):
+    """The Laplace approximation cannot be trusted (Hessian not positive definite, or k high)."""
 
 
-def laplace(model, data, **kwargs):
-    raise NotImplementedError("mlemap.laplace is being written (issue 3)")
+class LaplaceApprox(NamedTuple):
+    """A Gaussian approximation in unconstrained space at a mode.
+
+    Attributes
+    ----------
+    mode : PointEstimate
+        The point the Gaussian is centred on.
+    mean : Array (dim,)
+        :math:`\\hat u`, the mode in unconstrained space.
+    cov : Array (dim, dim)
+        :math:`\\Sigma = (-H)^{-1}`; NaN when :math:`-H` is not positive definite.
+    hessian : Array (dim, dim)
+        :math:`H = \\nabla^2 \\ell(\\hat u)`.
+    std_errors : dict[str, Array]
+        Standard errors in the *constrained* space by the delta method,
+        :math:`\\sqrt{\\mathrm{diag}(J \\Sigma J^\\top)}` with :math:`J` the Jacobian of the
+        constraining map at :math:`\\hat u`; each of its parameter's shape.
+    draws : xarray.DataTree or None
+        ``num_draws`` constrained draws of :math:`q`, group ``posterior`` with dims
+        ``chain`` (1), ``draw`` and ``<name>_dim_<i>``: the layout of ``mm.sample``.
+        ``None`` when the Hessian is not positive definite.
+    pareto_k : float
+        Pareto-k of :math:`\\log p - \\log q` over the draws (arviz_stats' PSIS): below 0.7
+        the approximation is usable for importance sampling; above, it is not.
+    log_ratios : Array (num_draws,)
+        :math:`\\log p(u_s) - \\log q(u_s)`, up to a constant.
+    is_positive_definite : bool
+    method : str
+        ``"map"`` (posterior, with Jacobian) or ``"mle"`` (observed information).
+    flat_names : list[str]
+        Names of the unconstrained coordinates when they match the constrained ones.
+    """
+
+    mode: PointEstimate
+    mean: Array
+    cov: Array
+    hessian: Array
+    std_errors: dict[str, Array]
+    draws: Any
+    pareto_k: float
+    log_ratios: Array
+    is_positive_definite: bool
+    method: str
+    flat_names: list[str]
+
+
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _functions(model: Model, method: str):
+    """Jitted Hessian, constrain-Jacobian and target log-density; data is an argument."""
+    per_model = _CACHE.setdefault(model, {})
+    if method not in per_model:
+        objective = log_density_fn(model, prior=(method == "map"), jacobian=(method == "map"))
+        # The importance target: the density of the unconstrained coordinates (flat priors
+        # for "mle": the likelihood as a posterior).
+        target = log_density_fn(model, prior=(method == "map"), jacobian=True)
+
+        def flat_constrained(u):
+            return jnp.concatenate([jnp.ravel(v) for v in model.constrain(u).values()])
+
+        per_model[method] = (
+            jax.jit(jax.hessian(objective)),
+            jax.jit(jax.jacfwd(flat_constrained)),
+            jax.jit(jax.vmap(target, in_axes=(0, None, None))),
+            jax.jit(jax.vmap(model.constrain)),
+        )
+    return per_model[method]
+
+
+def laplace(
+    model: Model,
+    data: Any,
+    *,
+    mode: PointEstimate | None = None,
+    method: str = "map",
+    priors: Mapping | None = None,
+    num_draws: int = 1000,
+    seed: int = 0,
+    **fit_kwargs,
+) -> LaplaceApprox:
+    """Laplace approximation of a model's posterior (or of its MLE's sampling distribution).
+
+    Parameters
+    ----------
+    model : Model
+    data : pytree of arrays
+    mode : PointEstimate, optional
+        Where to centre the Gaussian. Default: ``fit(model, data, method="map",
+        jacobian=True)`` (or ``method="mle"``). A given mode must come from a fit of the
+        same ``method``; with ``method="map"`` it should have ``jacobian=True``.
+    method : {"map", "mle"}
+        ``"map"``: :math:`\\ell` = log-likelihood + log-prior + log-Jacobian (the posterior
+        of the unconstrained coordinates). ``"mle"``: :math:`\\ell` = log-likelihood, whose
+        inverse negative Hessian is the covariance that statsmodels reports.
+    priors : dict, optional
+        Prior overrides, as in :func:`mlemap.fit`.
+    num_draws : int
+        Draws of the Gaussian, for ``draws`` and ``pareto_k``.
+    seed : int
+        Seed of the draws.
+    **fit_kwargs
+        Passed to :func:`mlemap.fit` when ``mode`` is not given (``init``, ``tol``, ...).
+
+    Returns
+    -------
+    LaplaceApprox
+
+    Warns
+    -----
+    LaplaceWarning
+        When :math:`-H` is not positive definite (then ``cov`` is NaN and ``draws`` None),
+        or when the mode is not a converged interior maximum.
+    """
+    if method not in ("map", "mle"):
+        raise ValueError(f"method must be 'map' or 'mle'; got {method!r}.")
+    if priors is not None and method == "map":
+        merged = dict(model.priors)
+        merged.update(priors)
+        priors = merged
+    if mode is None:
+        mode = fit(model, data, method=method, jacobian=(method == "map"), priors=priors,
+                   **fit_kwargs)
+    elif not isinstance(mode, PointEstimate):
+        raise TypeError(f"mode must be a PointEstimate from mlemap.fit; got {type(mode).__name__}.")
+    elif np.ndim(mode.log_density) != 0:
+        raise ValueError("mode is a batched PointEstimate; give one fit (index it first).")
+    elif mode.method != method:
+        raise ValueError(f"mode was fitted with method={mode.method!r} but laplace was asked for "
+                         f"method={method!r}; pass method={mode.method!r}.")
+    elif method == "map" and not mode.jacobian:
+        warnings.warn(
+            "mode was fitted with jacobian=False: the Gaussian is centred off the mode of the "
+            "unconstrained density it approximates (only equal for unconstrained parameters). "
+            "Fit with jacobian=True.", LaplaceWarning, stacklevel=2)
+    if mode.result != Status.CONVERGED:
+        warnings.warn(f"laplace: the mode is not a converged interior maximum ({mode.status})",
+                      LaplaceWarning, stacklevel=2)
+
+    data = jax.tree.map(jnp.asarray, data)
+    priors_arg = dict(model.priors) if priors is None else priors
+    hessian_fn, jac_fn, target_fn, constrain_fn = _functions(model, method)
+    mean = jnp.asarray(mode.position)
+    hessian = hessian_fn(mean, data, priors_arg)
+    hessian = 0.5 * (hessian + hessian.T)
+    precision = -hessian
+    eig = np.linalg.eigvalsh(np.asarray(precision))
+    positive_definite = bool(np.all(np.isfinite(eig)) and eig.min() > 0)
+    dim = mean.shape[0]
+    names = _unconstrained_names(model)
+    if not positive_definite:
+        bad = [names[i] for i in np.flatnonzero(np.abs(np.linalg.eigh(np.asarray(precision))[1][:, 0]) > 0.3)]
+        warnings.warn(
+            f"laplace: the negative Hessian of the log-density at the mode is not positive "
+            f"definite (smallest eigenvalue {eig.min():.3g}, direction mostly along {bad}): "
+            "the point is not a strict maximum and has no Gaussian approximation. Fix: give "
+            "the weakly identified parameters a proper prior, reparameterize (e.g. "
+            "non-centered), or check the mode's status (a boundary or a saddle point).",
+            LaplaceWarning, stacklevel=2)
+        nan = jnp.full((dim, dim), jnp.nan)
+        return LaplaceApprox(mode, mean, nan, hessian,
+                             {k: jnp.full(p.shape, jnp.nan) for k, p in model.params.items()},
+                             None, float("nan"), jnp.full((0,), jnp.nan), False, method, names)
+
+    cov = jnp.asarray(np.linalg.inv(np.asarray(precision)))
+    cov = 0.5 * (cov + cov.T)
+    # Delta method: Cov(theta) ~ J Cov(u) J^T, J the Jacobian of the constraining map.
+    jac = jac_fn(mean)
+    se_flat = jnp.sqrt(jnp.diag(jac @ cov @ jac.T))
+    std_errors, start = {}, 0
+    for name, p in model.params.items():
+        size = int(np.prod(p.shape))
+        std_errors[name] = se_flat[start:start + size].reshape(p.shape)
+        start += size
+
+    # Draws, log q and log p, Pareto-k.
+    chol = jnp.linalg.cholesky(cov)
+    z = jax.random.normal(jax.random.key(seed), (num_draws, dim), dtype=mean.dtype)
+    draws_u = mean[None, :] + z @ chol.T
+    log_q = -0.5 * jnp.sum(z * z, axis=1)  # up to a constant, irrelevant to Pareto-k
+    log_p = target_fn(draws_u, data, priors_arg)
+    log_ratios = log_p - log_q
+    pareto_k = _pareto_k(np.asarray(log_ratios))
+    if not np.isfinite(pareto_k) or pareto_k > 0.7:
+        warnings.warn(
+            f"laplace: Pareto-k of the importance ratios is {pareto_k:.2f} (> 0.7): the "
+            "Gaussian is a poor approximation of this posterior. Sample it with mm.sample.",
+            LaplaceWarning, stacklevel=2)
+    params = constrain_fn(draws_u)
+    posterior = {k: np.asarray(v)[None] for k, v in params.items()}
+    draws = arviz_base.from_dict({"posterior": posterior})
+    return LaplaceApprox(mode, mean, cov, hessian, std_errors, draws, pareto_k, log_ratios,
+                         True, method, names)
+
+
+def _pareto_k(log_ratios: np.ndarray) -> float:
+    """Pareto-k of PSIS on ``log_ratios`` (arviz_stats ``psislw``)."""
+    if not np.all(np.isfinite(log_ratios)):
+        return float("inf")
+    da = xr.DataArray(log_ratios[None, :], dims=("chain", "draw"))
+    _, k = da.azstats.psislw(dim=["chain", "draw"])
+    return float(k)
+
+
+def _unconstrained_names(model: Model) -> list[str]:
+    names = []
+    for name, p in model.params.items():
+        if p.size == 1 and p.unconstrained_shape == ():
+            names.append(name)
+        else:
+            names.extend(f"{name}[{i}]" for i in range(p.size))
+    return names

@@ -1,0 +1,117 @@
+"""laplace(): standard errors equal statsmodels' at the MLE; draws, Pareto-k, warnings.
+
+Expected numbers come from statsmodels 0.15 (run here) and closed forms.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+import statsmodels.api as sm
+from sklearn.datasets import load_diabetes
+
+import mlemap as mm
+from mlemap._laplace import LaplaceWarning
+
+families = mm.families
+
+
+@pytest.fixture(scope="module")
+def logit_data():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 3))
+    eta = X @ np.array([1.0, -0.5, 0.2]) + 0.3
+    y = (rng.uniform(size=300) < 1 / (1 + np.exp(-eta))).astype(float)
+    return X, y
+
+
+def test_logit_standard_errors_equal_statsmodels(logit_data):
+    """statsmodels Logit: bse = sqrt(diag((X'WX)^-1)) at the MLE; 1e-6 relative."""
+    X, y = logit_data
+    model, data = mm.glm(X, y, family=families.bernoulli())
+    approx = mm.laplace(model, data, method="mle")
+    ref = sm.Logit(y, sm.add_constant(X)).fit(disp=0, method="newton", tol=1e-14)
+    np.testing.assert_allclose(approx.mode.params["beta"], ref.params[1:], rtol=1e-7)
+    np.testing.assert_allclose(approx.std_errors["intercept"], ref.bse[0], rtol=1e-6)
+    np.testing.assert_allclose(approx.std_errors["beta"], ref.bse[1:], rtol=1e-6)
+
+
+def test_poisson_glm_standard_errors_equal_statsmodels():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(400, 2))
+    y = rng.poisson(np.exp(X @ np.array([0.4, -0.3]) + 0.2))
+    model, data = mm.glm(X, y, family=families.poisson())
+    approx = mm.laplace(model, data, method="mle")
+    ref = sm.GLM(y, sm.add_constant(X), family=sm.families.Poisson()).fit(tol=1e-14)
+    np.testing.assert_allclose(approx.mode.params["beta"], ref.params[1:], rtol=1e-7)
+    np.testing.assert_allclose(approx.std_errors["intercept"], ref.bse[0], rtol=1e-6)
+    np.testing.assert_allclose(approx.std_errors["beta"], ref.bse[1:], rtol=1e-6)
+
+
+def test_ols_standard_errors_differ_from_statsmodels_by_n_over_n_minus_p():
+    """OLS: statsmodels uses s^2 = RSS/(n-p), the MLE sigma^2 = RSS/n, so
+    se_statsmodels / se_laplace = sqrt(n / (n - p)) exactly (p counts the intercept).
+    The delta-method SE of the MLE of sigma is sigma / sqrt(2n)."""
+    X, y = load_diabetes(return_X_y=True)
+    n, p = X.shape[0], X.shape[1] + 1
+    model, data = mm.glm(X, y, family=families.gaussian())
+    approx = mm.laplace(model, data, method="mle")
+    ref = sm.OLS(y, sm.add_constant(X)).fit()
+    ratio = np.sqrt(n / (n - p))
+    np.testing.assert_allclose(approx.std_errors["beta"] * ratio, ref.bse[1:], rtol=1e-6)
+    np.testing.assert_allclose(approx.std_errors["intercept"] * ratio, ref.bse[0], rtol=1e-6)
+    sigma = float(approx.mode.params["sigma"])
+    np.testing.assert_allclose(approx.std_errors["sigma"], sigma / np.sqrt(2 * n), rtol=1e-6)
+
+
+def test_draws_are_a_datatree_like_nuts(logit_data):
+    """Normal model with known posterior; draws in the posterior group, good Pareto-k."""
+    X, y = logit_data
+    model, data = mm.glm(X, y, family=families.bernoulli(), prior=dist.Normal(0.0, 2.0))
+    approx = mm.laplace(model, data, num_draws=2000, seed=3)
+    assert approx.mode.jacobian and approx.mode.converged
+    post = approx.draws["posterior"]
+    assert dict(post["beta"].sizes) == {"chain": 1, "draw": 2000, "beta_dim_0": 3}
+    assert dict(post["intercept"].sizes) == {"chain": 1, "draw": 2000}
+    np.testing.assert_allclose(post["beta"].mean(("chain", "draw")), approx.mode.params["beta"],
+                               atol=4 * float(np.max(approx.std_errors["beta"])) / np.sqrt(2000))
+    assert approx.pareto_k < 0.5  # near-Gaussian posterior (n = 300, d = 3)
+    again = mm.laplace(model, data, num_draws=2000, seed=3)
+    np.testing.assert_array_equal(post["beta"], again.draws["posterior"]["beta"])
+
+
+def test_positive_parameter_draws_stay_positive():
+    """A Gaussian in log sigma: constrained draws positive, SE by the delta method."""
+    y = jnp.asarray(np.random.default_rng(4).normal(1.0, 2.0, size=50))
+    model = mm.Model(
+        {"mu": mm.Param(prior=dist.Normal(0.0, 10.0)),
+         "sigma": mm.Param(constraint=dist.constraints.positive, prior=dist.HalfNormal(5.0))},
+        lambda p, d: dist.Normal(p["mu"], p["sigma"]).log_prob(d["y"]),
+    )
+    approx = mm.laplace(model, {"y": y})
+    assert float(approx.draws["posterior"]["sigma"].min()) > 0
+    sigma = float(approx.mode.params["sigma"])
+    se_log_sigma = float(np.sqrt(approx.cov[1, 1]))
+    np.testing.assert_allclose(approx.std_errors["sigma"], sigma * se_log_sigma, rtol=1e-10)
+
+
+def test_singular_hessian_warns_with_a_fix():
+    """y ~ Normal(a + b, 1), flat priors: only a + b is identified."""
+    model = mm.Model(
+        {"a": mm.Param(), "b": mm.Param()},
+        lambda p, d: dist.Normal(p["a"] + p["b"], 1.0).log_prob(d["y"]),
+    )
+    with pytest.warns(LaplaceWarning, match="not positive definite.*proper prior"):
+        approx = mm.laplace(model, {"y": jnp.array([0.5, 1.5, 1.0])})
+    assert not approx.is_positive_definite and approx.draws is None
+    assert np.isnan(approx.std_errors["a"])
+
+
+def test_given_mode_must_match_method(logit_data):
+    X, y = logit_data
+    model, data = mm.glm(X, y, family=families.bernoulli())
+    mle = mm.fit(model, data, method="mle")
+    with pytest.raises(ValueError, match="method='mle'"):
+        mm.laplace(model, data, mode=mle, method="map")
+    approx = mm.laplace(model, data, mode=mle, method="mle")
+    assert approx.mode is mle

@@ -115,3 +115,24 @@ def test_given_mode_must_match_method(logit_data):
         mm.laplace(model, data, mode=mle, method="map")
     approx = mm.laplace(model, data, mode=mle, method="mle")
     assert approx.mode is mle
+
+
+def test_pareto_k_sees_a_heavy_tailed_posterior():
+    """A Cauchy posterior under its Gaussian approximation: the importance ratios p/q are
+    unbounded in the tails, so k must exceed 0.7 (a Gaussian posterior is tested above at
+    k < 0.5). Reference: scipy's maximum-likelihood generalized Pareto fit to the largest
+    M = 3 sqrt(S) weights above the cutoff (PSIS's tail, Vehtari et al. 2024), which agrees
+    with arviz's Zhang-Stephens estimate to sampling error."""
+    import scipy.stats
+
+    model = mm.Model({"mu": mm.Param()},
+                     lambda p, d: dist.Cauchy(p["mu"], 1.0).log_prob(d["y"]))
+    data = {"y": jnp.zeros(1)}
+    with pytest.warns(mm.LaplaceWarning, match="Pareto-k"):
+        approx = mm.laplace(model, data, num_draws=4000, seed=1)
+    weights = np.sort(np.exp(approx.log_ratios - approx.log_ratios.max()))
+    tail = int(3 * np.sqrt(weights.size))
+    cutoff = weights[-tail - 1]
+    reference, _, _ = scipy.stats.genpareto.fit(weights[-tail:] - cutoff, floc=0.0)
+    assert approx.pareto_k > 0.7
+    np.testing.assert_allclose(approx.pareto_k, reference, atol=0.15)

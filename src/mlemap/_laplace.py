@@ -237,10 +237,14 @@ def laplace(
 
 
 def _pareto_k(log_ratios: np.ndarray) -> float:
-    """Pareto-k of PSIS on ``log_ratios`` (arviz_stats ``psislw``)."""
+    """Pareto-k of PSIS on the importance ratios ``log_ratios = log p - log q``.
+
+    arviz_stats' ``psislw`` follows the LOO convention: it takes a log-likelihood and smooths
+    the weights ``exp(-log_lik)``. The weights here are ``exp(log_ratios)``, hence the minus.
+    """
     if not np.all(np.isfinite(log_ratios)):
         return float("inf")
-    da = xr.DataArray(log_ratios[None, :], dims=("chain", "draw"))
+    da = xr.DataArray(-log_ratios[None, :], dims=("chain", "draw"))
     _, k = da.azstats.psislw(dim=["chain", "draw"])
     return float(k)
 

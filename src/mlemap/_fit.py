@@ -199,51 +199,67 @@ def _n_obs(model: Model, position, data) -> int:
     return math.prod(shape)
 
 
-def _make_core(model, method, jacobian, optimizer, prox_names, polish):
+def _make_core(model, method, jacobian, optimizer, prox_names):
     """The un-jitted solve for one problem: ``core(u0, data, fixed, batched, tol, rtol, steps)``."""
     log_density = log_density_fn(model, prior=(method == "map"), jacobian=jacobian)
-    pointwise = pointwise_log_likelihood_fn(model)
 
     def core(u0, data, fixed_priors, batched_priors, tol, rtol, max_steps):
         priors = _merge_priors(model, fixed_priors, batched_priors)
-        n_raw = _n_obs(model, u0, data)
-        n = max(1, n_raw)
-
-        def full(u):
-            return log_density(u, data, priors)
-
+        n = max(1, _n_obs(model, u0, data))
         if prox_names:
             x, grad_norm, step, code = _fista(
                 model, log_density, u0, data, priors, prox_names, n, tol, max_steps
             )
         else:
             x, grad_norm, step, code = _quasi_newton(
-                optimizer, lambda u: -full(u) / n, u0, tol, rtol, max_steps, polish
+                optimizer, lambda u: -log_density(u, data, priors) / n, u0, tol, rtol, max_steps
             )
-
-        # Ray test: does the log-density keep increasing along the direction travelled?
-        d = x - u0
-        dist = jnp.sqrt(jnp.sum(d * d))
-        direction = jnp.where(dist > 0, d / jnp.where(dist > 0, dist, 1.0), 0.0)
-        s = jnp.maximum(dist, 1.0)
-        ray = jnp.stack([full(x), full(x + s * direction), full(x + 2.0 * s * direction)])
-        return _Out(
-            position=x,
-            params=model.constrain(x),
-            log_density=ray[0],
-            log_likelihood=jnp.sum(pointwise(x, data)),
-            grad_norm=grad_norm,
-            num_steps=step,
-            code=code,
-            ray=ray,
-            direction=direction,
-            n_obs=jnp.asarray(n_raw, jnp.int32),
-        )
+        return _finish(model, log_density, u0, x, data, priors, grad_norm, step, code)
 
     return core
 
 
-def _quasi_newton(optimizer, objective, u0, tol, rtol, max_steps, polish):
+def _make_polish(model, method, jacobian):
+    """``polish(u0, out, data, fixed, batched, tol)``: Newton steps after L-BFGS, then the same
+    finish. A program of its own, compiled only when some fit stopped short of ``tol``."""
+    log_density = log_density_fn(model, prior=(method == "map"), jacobian=jacobian)
+
+    def polish(u0, out, data, fixed_priors, batched_priors, tol):
+        priors = _merge_priors(model, fixed_priors, batched_priors)
+        n = max(1, _n_obs(model, u0, data))
+        objective = lambda u: -log_density(u, data, priors) / n  # noqa: E731
+        x, grad, code = _newton_polish(objective, out.position, jax.grad(objective)(out.position),
+                                       out.code, tol)
+        grad_norm = jnp.max(jnp.abs(grad), initial=0.0)
+        return _finish(model, log_density, u0, x, data, priors, grad_norm, out.num_steps, code)
+
+    return polish
+
+
+def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code):
+    """The end point's report, with the ray test: does the log-density keep increasing along
+    the direction travelled, ``x + s d`` and ``x + 2 s d``?"""
+    pointwise = pointwise_log_likelihood_fn(model)
+    d = x - u0
+    dist = jnp.sqrt(jnp.sum(d * d))
+    direction = jnp.where(dist > 0, d / jnp.where(dist > 0, dist, 1.0), 0.0)
+    s = jnp.maximum(dist, 1.0)
+    ray = jnp.stack([log_density(x + k * s * direction, data, priors) for k in (0.0, 1.0, 2.0)])
+    return _Out(
+        position=x,
+        params=model.constrain(x),
+        log_density=ray[0],
+        log_likelihood=jnp.sum(pointwise(x, data)),
+        grad_norm=grad_norm,
+        num_steps=step,
+        code=code,
+        ray=ray,
+        direction=direction,
+        n_obs=jnp.asarray(_n_obs(model, u0, data), jnp.int32),
+    )
+
+
+def _quasi_newton(optimizer, objective, u0, tol, rtol, max_steps):
     """Minimize ``objective`` with an optax transformation in a ``lax.while_loop``.
 
     The canonical optax L-BFGS loop (optax docs, "L-BFGS"): the line search stores the value
@@ -312,11 +328,8 @@ def _quasi_newton(optimizer, objective, u0, tol, rtol, max_steps, polish):
 
     init = _LoopState(u0, opt_state, value0, grad0, jnp.zeros((), jnp.int32), code0)
     final = jax.lax.while_loop(cond, body, init)
-    position, grad, code = final.position, final.grad, final.code
-    if polish and u0.shape[0] <= _MAX_POLISH_DIM:
-        position, grad, code = _newton_polish(objective, position, grad, code, tol)
-    grad_norm = jnp.max(jnp.abs(grad), initial=0.0)
-    return position, grad_norm, final.step, code
+    grad_norm = jnp.max(jnp.abs(final.grad), initial=0.0)
+    return final.position, grad_norm, final.step, final.code
 
 
 # Newton polish for small problems (dim <= this): a dense Hessian costs ~dim gradients.
@@ -469,13 +482,25 @@ def _solver_fn(model, method, jacobian, optimizer, prox_names, batch_data, batch
     key = ("solve", method, jacobian, optimizer, prox_names, batch_data, batch_priors)
 
     def build():
-        fn = _make_core(model, method, jacobian, optimizer.optimizer, prox_names,
-                        polish=isinstance(optimizer.key, str))
+        fn = _make_core(model, method, jacobian, optimizer.optimizer, prox_names)
         if batch_data or batch_priors:
             fn = jax.vmap(
                 fn, in_axes=(None, 0 if batch_data else None, None,
                              0 if batch_priors else None, None, None, None)
             )
+        return jax.jit(fn)
+
+    return _compiled(model, key, build)
+
+
+def _polish_fn(model, method, jacobian, batch_data, batch_priors):
+    key = ("polish", method, jacobian, batch_data, batch_priors)
+
+    def build():
+        fn = _make_polish(model, method, jacobian)
+        if batch_data or batch_priors:
+            fn = jax.vmap(fn, in_axes=(None, 0, 0 if batch_data else None, None,
+                                       0 if batch_priors else None, None))
         return jax.jit(fn)
 
     return _compiled(model, key, build)
@@ -856,8 +881,13 @@ def fit(
 
     solve = _solver_fn(model, method, jacobian, _OptKey(opt_key, opt), prox_names,
                        batch_data, batch_priors)
-    out = solve(u0, data, fixed_priors, batched_priors, jnp.asarray(tol, u0.dtype),
+    tol_array = jnp.asarray(tol, u0.dtype)
+    out = solve(u0, data, fixed_priors, batched_priors, tol_array,
                 jnp.asarray(rtol, u0.dtype), jnp.asarray(max_steps, jnp.int32))
+    stopped_short = np.isin(np.asarray(out.code), (_REL, _MAX)) & (np.asarray(out.grad_norm) > tol)
+    if solver == "lbfgs" and model.dim <= _MAX_POLISH_DIM and stopped_short.any():
+        polish = _polish_fn(model, method, jacobian, batch_data, batch_priors)
+        out = polish(u0, out, data, fixed_priors, batched_priors, tol_array)
     out = jax.tree.map(lambda a: np.asarray(a) if isinstance(a, jax.Array) else a, out)
     batched = batch_data or batch_priors
     n_obs = int(np.ravel(out.n_obs)[0])  # from the compiled call: no extra trace

@@ -197,3 +197,36 @@ def test_log_likelihood_must_be_pointwise():
         assert check_log_likelihood(good, {"y": jnp.ones(5)}) == 5
     assert len(traces) == 1  # checked once per data layout
     assert check_log_likelihood(good, {"y": jnp.ones(7)}) == 7
+
+
+def test_conditional_prior_is_stans_hierarchical_statement(rng):
+    """theta ~ Normal(mu, tau) as a conditional prior: the MAP log-density is scipy's sum
+    of the pieces, and MLE leaves it out."""
+    import scipy.stats
+
+    model = mm.Model(
+        {"theta": mm.Param((3,), prior=lambda p: dist.Normal(p["mu"], p["tau"])),
+         "mu": mm.Param(prior=dist.Normal(0.0, 5.0)),
+         "tau": mm.Param(constraint=constraints.positive, prior=dist.HalfCauchy(5.0))},
+        lambda p, d: dist.Normal(p["theta"], 1.0).log_prob(d["y"]),
+    )
+    y = rng.normal(size=3)
+    theta, mu, tau = rng.normal(size=3), 0.4, 1.7
+    position = model.unconstrain({"theta": theta, "mu": mu, "tau": tau})
+    loglik = scipy.stats.norm(theta, 1.0).logpdf(y).sum()
+    prior = (scipy.stats.norm(mu, tau).logpdf(theta).sum() + scipy.stats.norm(0, 5).logpdf(mu)
+             + scipy.stats.halfcauchy(0, 5).logpdf(tau))
+    data = {"y": jnp.asarray(y)}
+    np.testing.assert_allclose(log_density_fn(model, prior=False)(position, data), loglik)
+    np.testing.assert_allclose(log_density_fn(model)(position, data), loglik + prior)
+    np.testing.assert_allclose(log_density_fn(model, jacobian=True)(position, data),
+                               loglik + prior + np.log(tau))
+
+
+def test_conditional_prior_is_checked_when_the_model_is_built():
+    with pytest.raises(ValueError, match="does not cover"):
+        mm.Model({"s": mm.Param(prior=lambda p: dist.HalfNormal(p["t"])),
+                  "t": mm.Param(constraint=constraints.positive)}, lambda p, d: jnp.zeros(1))
+    with pytest.raises(TypeError, match="conditional prior of 's' failed"):
+        mm.Model({"s": mm.Param(prior=lambda p: dist.Normal(p["missing"], 1.0))},
+                 lambda p, d: jnp.zeros(1))

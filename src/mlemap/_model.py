@@ -47,6 +47,7 @@ __all__ = [
     "log_density_fn",
     "pointwise_log_likelihood_fn",
     "check_log_likelihood",
+    "resolve_prior",
 ]
 
 
@@ -67,9 +68,12 @@ class Param:
         Support of the parameter (``constraints.real``, ``constraints.positive``,
         ``constraints.unit_interval``, ``constraints.simplex``, ...). NumPyro's ``biject_to``
         gives the map from unconstrained space.
-    prior : numpyro.distributions.Distribution or None
+    prior : numpyro.distributions.Distribution, callable or None
         Prior density; ``None`` is flat (improper, ``log p = 0``). Its batch and event shape
-        must broadcast to ``shape``; its support must contain the constraint's set.
+        must broadcast to ``shape``; its support must contain the constraint's set. A
+        function ``params -> Distribution`` gives a *conditional* (hierarchical) prior on the
+        other parameters' constrained values, e.g. ``lambda p: dist.Normal(p["mu"], p["tau"])``
+        for Stan's ``theta ~ normal(mu, tau)``; it is checked when the Model is built.
 
     Examples
     --------
@@ -77,11 +81,12 @@ class Param:
     >>> from numpyro.distributions import constraints
     >>> beta = Param(shape=(3,), prior=dist.Normal(0.0, 1.0))
     >>> sigma = Param(constraint=constraints.positive, prior=dist.HalfNormal(1.0))
+    >>> theta = Param(shape=(8,), prior=lambda p: dist.Normal(p["mu"], p["tau"]))
     """
 
     shape: tuple[int, ...] = ()
     constraint: Constraint = dataclasses.field(default_factory=lambda: constraints.real)
-    prior: Distribution | None = None
+    prior: Distribution | Callable[[Params], Distribution] | None = None
 
     def __post_init__(self):
         shape = self.shape
@@ -111,8 +116,8 @@ class Param:
                 f"NumPyro has no bijection to the constraint {self.constraint!r}; "
                 "choose a constraint that numpyro.distributions.transforms.biject_to supports."
             ) from None
-        if self.prior is not None:
-            _check_prior(self)
+        if self.prior is not None and not _is_conditional(self.prior):
+            _check_prior(self, self.prior)
 
     @property
     def transform(self) -> Transform:
@@ -130,13 +135,24 @@ class Param:
         return math.prod(self.unconstrained_shape)
 
 
-def _check_prior(param: Param) -> None:
+def _is_conditional(prior) -> bool:
+    """A conditional prior is a plain function of the parameters (a Distribution is callable
+    too, it samples, so it is told apart by type)."""
+    return callable(prior) and not isinstance(prior, Distribution)
+
+
+def resolve_prior(prior, params: Params) -> Distribution | None:
+    """The prior as a distribution: a conditional prior evaluated at ``params``."""
+    return prior(params) if _is_conditional(prior) else prior
+
+
+def _check_prior(param: Param, prior) -> None:
     """Check that a prior fits a parameter: a NumPyro distribution, shapes, support."""
-    prior = param.prior
     if not isinstance(prior, Distribution):
         raise TypeError(
-            "Param.prior must be a numpyro.distributions.Distribution or None (flat); "
-            f"got {type(prior).__name__}. Example: prior=numpyro.distributions.Normal(0, 1)."
+            "Param.prior must be a numpyro.distributions.Distribution, a function params -> "
+            f"Distribution, or None (flat); got {type(prior).__name__}. Example: "
+            "prior=numpyro.distributions.Normal(0, 1)."
         )
     prior_shape = tuple(prior.batch_shape) + tuple(prior.event_shape)
     try:
@@ -230,6 +246,21 @@ class Model:
         if self.derived is not None and not callable(self.derived):
             raise TypeError("Model.derived must be None or a function (params, data) -> dict.")
         object.__setattr__(self, "params", dict(self.params))
+        conditional = {n: p for n, p in self.params.items() if _is_conditional(p.prior)}
+        if conditional:
+            # Check each conditional prior at the centre of the unconstrained space.
+            with jax.ensure_compile_time_eval():
+                at = self.constrain(jnp.zeros(self.dim))
+                for name, param in conditional.items():
+                    try:
+                        prior = param.prior(at)
+                    except Exception as error:
+                        raise TypeError(
+                            f"The conditional prior of {name!r} failed on the parameters "
+                            f"{sorted(at)}: {type(error).__name__}: {error}. It must be a "
+                            "function params -> numpyro Distribution."
+                        ) from error
+                    _check_prior(param, prior)
 
     # -- the flat unconstrained vector ------------------------------------------------------
 
@@ -335,6 +366,7 @@ def log_prior(model: Model, params: Params, priors: Priors) -> Array:
     """:math:`\\sum_k \\log p_k(\\theta_k)` over the parameters that have a prior (flat: 0)."""
     total = jnp.zeros(())
     for name, prior in priors.items():
+        prior = resolve_prior(prior, params)
         if prior is not None:
             total = total + jnp.sum(prior.log_prob(params[name]))
     return total

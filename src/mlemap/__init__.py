@@ -6,7 +6,8 @@ log-likelihood; ``fit`` finds its MLE or MAP, ``laplace`` approximates its poste
 mode, ``sample`` draws from it with NumPyro's NUTS, and ``compare`` puts them side by side.
 """
 
-from mlemap import families, priors
+from mlemap import families, plots, priors
+from mlemap._compare import CompareWarning, compare, compare_losses, prior_sweep
 from mlemap._fit import FitError, FitWarning, PointEstimate, Status, fit
 from mlemap._laplace import LaplaceApprox, LaplaceWarning, laplace
 from mlemap._model import Model, Param
@@ -29,5 +30,10 @@ __all__ = [
     "LaplaceApprox",
     "LaplaceWarning",
     "sample",
+    "compare",
+    "compare_losses",
+    "prior_sweep",
+    "CompareWarning",
+    "plots",
     "shard",
 ]

@@ -6,7 +6,7 @@ log-likelihood; ``fit`` finds its MLE or MAP, ``laplace`` approximates its poste
 mode, ``sample`` draws from it with NumPyro's NUTS, and ``compare`` puts them side by side.
 """
 
-from mlemap import families, plots, priors
+from mlemap import families, priors
 from mlemap._compare import CompareWarning, compare, compare_losses, prior_sweep
 from mlemap._fit import FitError, FitWarning, PointEstimate, Status, fit
 from mlemap._laplace import LaplaceApprox, LaplaceWarning, laplace
@@ -37,3 +37,13 @@ __all__ = [
     "plots",
     "shard",
 ]
+
+
+def __getattr__(name):
+    # mm.plots imports arviz_plots and matplotlib (about half of the import time): only
+    # when it is first used.
+    if name == "plots":
+        import importlib
+
+        return importlib.import_module("mlemap.plots")
+    raise AttributeError(f"module 'mlemap' has no attribute {name!r}")

@@ -286,9 +286,13 @@ def test_batched_datasets_equal_separate_fits(rng):
     batched = mm.fit(model, {"X": X, "y": y}, batch="data")
     assert batched.params["beta"].shape == (B, d) and batched.log_density.shape == (B,)
     assert len(batched.status) == B and np.all(batched.converged)
+    assert batched.solver == "newton"  # batched small fits: exact-Hessian Newton
     for b in (0, B - 1):
         one = mm.fit(model, {"X": X[b], "y": y[b]})
-        np.testing.assert_allclose(batched.params["beta"][b], one.params["beta"], rtol=1e-9)
+        assert one.solver == "lbfgs"
+        # Two solvers, each stopped at |grad F|_inf <= 1e-9 of the mean loss: they agree to
+        # about tol / (smallest Hessian eigenvalue ~ 0.2) = 5e-9.
+        np.testing.assert_allclose(batched.params["beta"][b], one.params["beta"], atol=1e-8)
 
 
 def test_any_optax_optimizer(diabetes):

@@ -49,7 +49,10 @@ import optax
 from numpyro.distributions import Distribution, Laplace
 from numpyro.distributions.transforms import IdentityTransform
 
-from mlemap._model import Model, log_density_fn, pointwise_log_likelihood_fn
+from mlemap._model import (Model, check_log_likelihood, log_density_fn,
+                           pointwise_log_likelihood_fn)
+from mlemap._newton import GRAD, MAX, NONFINITE, REL, RUNNING, newton
+from mlemap._newton import MAX_DIM as NEWTON_MAX_DIM
 
 __all__ = ["fit", "PointEstimate", "Status", "FitError", "FitWarning"]
 
@@ -78,10 +81,11 @@ class Status(enum.IntEnum):
     NO_MAXIMUM = 3
     BOUNDARY = 4
     UNBOUNDED = 5
+    NOT_UNIQUE = 6
 
 
 # Raw exit codes of the compiled loop (before the ray test classifies them).
-_RUNNING, _GRAD, _REL, _MAX, _NONFINITE = -1, 0, 1, 2, 3
+_RUNNING, _GRAD, _REL, _MAX, _NONFINITE = RUNNING, GRAD, REL, MAX, NONFINITE
 
 
 class PointEstimate(NamedTuple):
@@ -106,7 +110,8 @@ class PointEstimate(NamedTuple):
     num_steps : int
         Optimizer iterations (each one a line search or a backtracking proximal step).
     converged : bool
-        ``True`` only for ``Status.CONVERGED``.
+        ``True`` only for ``Status.CONVERGED`` (not for ``Status.NOT_UNIQUE``, a maximum
+        that is one of infinitely many).
     method : str
         ``"map"`` or ``"mle"``.
     jacobian : bool
@@ -154,6 +159,8 @@ class _Out(NamedTuple):
     ray: Array  # (3,) log-density at u*, u* + s d, u* + 2 s d
     direction: Array  # (dim,) unit direction travelled
     n_obs: Array  # () int, length of the pointwise log-likelihood
+    hessian: Array  # (dim, dim) of F = -log_density / n at the end point; (0, 0) when not
+    #                 computed (dim > MAX_UNIQUE_CHECK_DIM)
 
 
 class _LoopState(NamedTuple):
@@ -210,6 +217,10 @@ def _make_core(model, method, jacobian, optimizer, prox_names):
             x, grad_norm, step, code = _fista(
                 model, log_density, u0, data, priors, prox_names, n, tol, max_steps
             )
+        elif optimizer is None:  # the exact-Hessian Newton solver, for a few parameters
+            x, grad_norm, step, code = newton(
+                lambda u: -log_density(u, data, priors) / n, u0, tol, rtol, max_steps
+            )
         else:
             x, grad_norm, step, code = _quasi_newton(
                 optimizer, lambda u: -log_density(u, data, priors) / n, u0, tol, rtol, max_steps
@@ -245,6 +256,11 @@ def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code):
     direction = jnp.where(dist > 0, d / jnp.where(dist > 0, dist, 1.0), 0.0)
     s = jnp.maximum(dist, 1.0)
     ray = jnp.stack([log_density(x + k * s * direction, data, priors) for k in (0.0, 1.0, 2.0)])
+    if model.dim <= MAX_UNIQUE_CHECK_DIM:  # for the uniqueness check (_flat_directions)
+        n = max(1, _n_obs(model, u0, data))
+        hessian = jax.hessian(lambda u: -log_density(u, data, priors) / n)(x)
+    else:
+        hessian = jnp.zeros((0, 0), x.dtype)
     return _Out(
         position=x,
         params=model.constrain(x),
@@ -256,6 +272,7 @@ def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code):
         ray=ray,
         direction=direction,
         n_obs=jnp.asarray(_n_obs(model, u0, data), jnp.int32),
+        hessian=hessian,
     )
 
 
@@ -654,15 +671,121 @@ def _parse_batch(batch) -> tuple[bool, bool]:
 
 
 # --------------------------------------------------------------------------------------------
+# Uniqueness of a converged maximum: is the objective flat along some direction?
+# --------------------------------------------------------------------------------------------
+
+#: A converged fit is checked for a flat direction when it has at most this many coordinates
+#: (the Hessian at the end point is computed inside the solver's program: dim**2 numbers per
+#: problem, also under a batch of thousands).
+MAX_UNIQUE_CHECK_DIM = 100
+
+
+def _probe_fn(model, method, jacobian, batch_data, batch_priors):
+    """F at ``points`` ``(k, dim)`` (``(B, k, dim)`` when batched)."""
+    key = ("probe", method, jacobian, batch_data, batch_priors)
+
+    def build():
+        log_density = log_density_fn(model, prior=(method == "map"), jacobian=jacobian)
+
+        def probe(points, data, fixed_priors, batched_priors):
+            priors = _merge_priors(model, fixed_priors, batched_priors)
+            n = max(1, _n_obs(model, points[0], data))
+            return jax.vmap(lambda u: -log_density(u, data, priors) / n)(points)
+
+        if batch_data or batch_priors:
+            probe = jax.vmap(probe, in_axes=(0, 0 if batch_data else None, None,
+                                             0 if batch_priors else None))
+        return jax.jit(probe)
+
+    return _compiled(model, key, build)
+
+
+def _coordinate_labels(model: Model) -> list[str]:
+    labels = []
+    for name, param in model.params.items():
+        labels.extend([name] if param.size == 1 and param.unconstrained_shape == ()
+                      else [f"{name}[{i}]" for i in range(param.size)])
+    return labels
+
+
+def _flat_directions(model, method, jacobian, batch_data, batch_priors, positions, data,
+                     fixed_priors, batched_priors, log_density, n_obs, hessian):
+    """For each end point, ``None`` or a message: the objective is flat along a direction.
+
+    Criterion, in two steps. (1) A candidate: the Hessian :math:`H` of the per-observation
+    objective :math:`F` at the end point has :math:`\\lambda_{\\min} \\le \\sqrt{\\epsilon}\\,
+    \\max|\\lambda|` (numerically rank-deficient; :math:`\\epsilon` the float's machine
+    epsilon). (2) Confirmed by evaluating :math:`F` a long way along the eigenvector
+    :math:`v` of :math:`\\lambda_{\\min}`: at :math:`x \\pm s v` with :math:`s = \\max(1,
+    \\|x\\|)`, :math:`F` changes by no more than its rounding noise, :math:`10^3 \\epsilon
+    \\max(|F(x)|, 1)`. Step (2) tells an exactly flat ridge (collinear columns, a parameter
+    the likelihood ignores: :math:`F` is constant along :math:`v` however far one goes) from a
+    merely ill-conditioned but unique maximum, where :math:`F` rises by
+    :math:`\\tfrac12\\lambda_{\\min} s^2` above the noise; the Hessian's own rounding never
+    decides alone.
+    """
+    batched = batch_data or batch_priors
+    x = np.asarray(positions)
+    value, hessian = -np.asarray(log_density) / np.asarray(n_obs), np.asarray(hessian)
+    if not batched:
+        x, value, hessian = x[None], value[None], hessian[None]
+    eps = float(np.finfo(x.dtype).eps)
+    hessian = 0.5 * (hessian + np.swapaxes(hessian, -1, -2))
+    finite = np.all(np.isfinite(hessian), axis=(-1, -2))
+    eig, vec = np.linalg.eigh(np.where(finite[:, None, None], hessian, 0.0))
+    scale = np.max(np.abs(eig), axis=-1)
+    candidate = finite & (eig[:, 0] <= np.sqrt(eps) * scale)
+    messages = [None] * len(x)
+    if not candidate.any():
+        return messages
+    v = vec[:, :, 0]  # (B, dim), the eigenvector of the smallest eigenvalue
+    s = np.maximum(1.0, np.linalg.norm(x, axis=-1))[:, None]
+    points = np.stack([x + s * v, x - s * v], axis=1)  # (B, 2, dim)
+    points = np.where(candidate[:, None, None], points, x[:, None, :])
+    probed = np.asarray(_probe_fn(model, method, jacobian, batch_data, batch_priors)(
+        jnp.asarray(points if batched else points[0]), data, fixed_priors, batched_priors))
+    if not batched:
+        probed = probed[None]
+    noise = 1e3 * eps * np.maximum(np.abs(value), 1.0)
+    change = np.max(np.abs(probed - value[:, None]), axis=-1)
+    labels = _coordinate_labels(model)
+    for i in np.flatnonzero(candidate & np.all(np.isfinite(probed), axis=-1)
+                            & (change <= noise)):
+        big = np.flatnonzero(np.abs(v[i]) >= 0.1 * np.max(np.abs(v[i])))
+        combination = " ".join(f"{v[i, j]:+.3g}*{labels[j]}" for j in big[:6])
+        messages[i] = (
+            f"the maximum is not unique: the objective is flat along the direction "
+            f"{combination}{' ...' if len(big) > 6 else ''} (the Hessian's smallest "
+            f"eigenvalue is {eig[i, 0]:.2g} against a largest of {scale[i]:.2g}, and the "
+            f"log-density changes by {change[i]:.2g} per observation over a step of "
+            f"{float(s[i, 0]):.3g} along it). The data cannot tell "
+            f"{', '.join(labels[j] for j in big[:6])} apart: collinear design columns (e.g. "
+            "one dummy per level plus an intercept, or a column that is a sum of others) or "
+            "a parameter the likelihood does not use. The point returned is one of infinitely "
+            "many maxima. Fix: drop the redundant column(s), or give these parameters a "
+            "proper prior (method='map' with e.g. prior=Normal(0, s)), which makes the MAP "
+            "unique."
+        )
+    return messages
+
+
+# --------------------------------------------------------------------------------------------
 # Classification of the end point
 # --------------------------------------------------------------------------------------------
 
 
+_COORDINATE_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _param_of_coordinate(model: Model) -> list[str]:
-    names = []
-    for name, param in model.params.items():
-        names.extend([name] * param.size)
-    return names
+    """The parameter each unconstrained coordinate belongs to (memoized: a batched fit
+    classifies every problem with it)."""
+    if model not in _COORDINATE_NAMES:
+        names = []
+        for name, param in model.params.items():
+            names.extend([name] * param.size)
+        _COORDINATE_NAMES[model] = names
+    return _COORDINATE_NAMES[model]
 
 
 def _classify(model, code, ray, direction, grad_norm, step, tol, rtol, max_steps):
@@ -810,7 +933,11 @@ def fit(
         leading axis ``B``.
     throw : bool
         Raise :class:`FitError` when the result is not a converged interior maximum; by
-        default a :class:`FitWarning` is issued and the point is returned.
+        default a :class:`FitWarning` is issued and the point is returned. A converged
+        maximum that is not unique (the objective is flat along a direction: collinear
+        columns under a flat prior) is ``Status.NOT_UNIQUE``, a failure too; the check
+        (``_flat_directions``) runs for up to ``MAX_UNIQUE_CHECK_DIM`` coordinates, and not
+        for the proximal (lasso) solver.
 
     Returns
     -------
@@ -846,8 +973,20 @@ def fit(
     if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-2)); "
                         f"got {type(optimizer).__name__}.")
+    if max_steps is not None and (not isinstance(max_steps, int | np.integer)
+                                  or isinstance(max_steps, bool) or max_steps < 0):
+        raise ValueError(f"max_steps must be an integer >= 0 (or None for the default); got "
+                         f"{max_steps!r}.")
+    for name, value in (("tol", tol), ("rtol", rtol)):
+        if value is not None and not (isinstance(value, int | float | np.floating)
+                                      and np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0 (or None for the default); "
+                             f"got {value!r}.")
     batch_data, batch_priors = _parse_batch(batch)
     data, data_size = _check_data(data, batch_data)
+    # The log-likelihood must be pointwise, checked abstractly before anything is traced;
+    # with batch="data", on one dataset's slice.
+    check_log_likelihood(model, jax.tree.map(lambda a: a[0], data) if batch_data else data)
     batched_priors, prior_size = _check_priors(model, priors, batch_priors)
     if data_size is not None and prior_size is not None and data_size != prior_size:
         raise ValueError(f"batch: the data have {data_size} datasets but the priors {prior_size} "
@@ -865,9 +1004,17 @@ def fit(
     if max_steps is None:
         max_steps = 50_000 if prox_names else 1000
     max_steps = int(max_steps)
-    solver = "proximal" if prox_names else ("lbfgs" if optimizer is None else "optax")
-    opt = optax.lbfgs() if optimizer is None else optimizer
-    opt_key = "lbfgs" if optimizer is None else optimizer
+    if prox_names:
+        solver = "proximal"
+    elif optimizer is not None:
+        solver = "optax"
+    else:
+        # Batched small fits: Newton's few steps beat L-BFGS's many under vmap, where every
+        # problem waits for the slowest; a single fit compiles faster with L-BFGS.
+        batched = batch_data or batch_priors
+        solver = "newton" if batched and model.dim <= NEWTON_MAX_DIM else "lbfgs"
+    opt = None if solver == "newton" else (optax.lbfgs() if optimizer is None else optimizer)
+    opt_key = solver if optimizer is None else optimizer
 
     # A start where the log-density is not finite: say so before compiling the solver.
     start = np.asarray(_initial_value_fn(model, method, jacobian, batch_data, batch_priors)(
@@ -904,6 +1051,14 @@ def fit(
 
     size = out.code.shape[0] if batched else None
     results = [one(i) for i in range(size)] if batched else [one(None)]
+    if solver != "proximal" and model.dim <= MAX_UNIQUE_CHECK_DIM and any(
+            r[0] == Status.CONVERGED for r in results):
+        # A converged maximum may still be one of many (a flat ridge): see _flat_directions.
+        flat = _flat_directions(model, method, jacobian, batch_data, batch_priors,
+                                out.position, data, fixed_priors, batched_priors,
+                                out.log_density, np.maximum(out.n_obs, 1), out.hessian)
+        results = [(Status.NOT_UNIQUE, flat[i], p) if r == Status.CONVERGED and flat[i] else
+                   (r, m, p) for i, (r, m, p) in enumerate(results)]
     params = {k: jnp.asarray(v) for k, v in out.params.items()}
     for i, (_, _, snapped) in enumerate(results):
         if snapped is not None:

@@ -101,7 +101,8 @@ def test_singular_hessian_warns_with_a_fix():
         {"a": mm.Param(), "b": mm.Param()},
         lambda p, d: dist.Normal(p["a"] + p["b"], 1.0).log_prob(d["y"]),
     )
-    with pytest.warns(LaplaceWarning, match="not positive definite.*proper prior"):
+    with (pytest.warns(mm.FitWarning, match="not unique"),
+          pytest.warns(LaplaceWarning, match="not positive definite.*proper prior")):
         approx = mm.laplace(model, {"y": jnp.array([0.5, 1.5, 1.0])})
     assert not approx.is_positive_definite and approx.draws is None
     assert np.isnan(approx.std_errors["a"])

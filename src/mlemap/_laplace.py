@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from mlemap._fit import PointEstimate, Status, fit
-from mlemap._model import Model, log_density_fn
+from mlemap._fit import PointEstimate, Status, _check_data, fit
+from mlemap._model import Model, check_log_likelihood, log_density_fn
 
 __all__ = ["laplace", "LaplaceApprox", "LaplaceWarning"]
 
@@ -155,8 +155,17 @@ def laplace(
         When :math:`-H` is not positive definite (then ``cov`` is NaN and ``draws`` None),
         or when the mode is not a converged interior maximum.
     """
+    if not isinstance(model, Model):
+        raise TypeError(f"laplace expects an mlemap.Model; got {type(model).__name__}.")
     if method not in ("map", "mle"):
         raise ValueError(f"method must be 'map' or 'mle'; got {method!r}.")
+    if not isinstance(num_draws, int | np.integer) or isinstance(num_draws, bool) or num_draws < 2:
+        raise ValueError(f"num_draws must be an integer >= 2 (draws of the Gaussian, for "
+                         f"pareto_k); got {num_draws!r}.")
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an integer; got {seed!r}.")
+    data, _ = _check_data(data, False)  # numeric and finite, as in fit
+    check_log_likelihood(model, data)  # pointwise, checked before anything is traced
     if priors is not None and method == "map":
         merged = dict(model.priors)
         merged.update(priors)
@@ -176,7 +185,7 @@ def laplace(
             "mode was fitted with jacobian=False: the Gaussian is centred off the mode of the "
             "unconstrained density it approximates (only equal for unconstrained parameters). "
             "Fit with jacobian=True.", LaplaceWarning, stacklevel=2)
-    if mode.result != Status.CONVERGED:
+    if mode.result not in (Status.CONVERGED, Status.NOT_UNIQUE):  # the latter: warned below
         warnings.warn(f"laplace: the mode is not a converged interior maximum ({mode.status})",
                       LaplaceWarning, stacklevel=2)
 
@@ -188,14 +197,19 @@ def laplace(
     hessian = 0.5 * (hessian + hessian.T)
     precision = -hessian
     eig = np.linalg.eigvalsh(np.asarray(precision))
-    positive_definite = bool(np.all(np.isfinite(eig)) and eig.min() > 0)
+    # Positive definite beyond rounding: a smallest eigenvalue within 1e3 eps of the largest
+    # is a singular Hessian whose inverse would be rounding noise (e.g. collinear columns,
+    # which the fit reports as Status.NOT_UNIQUE).
+    eps = float(np.finfo(np.asarray(precision).dtype).eps)
+    positive_definite = bool(np.all(np.isfinite(eig)) and eig.min() > 1e3 * eps * np.abs(eig).max()
+                             and mode.result != Status.NOT_UNIQUE)
     dim = mean.shape[0]
     names = _unconstrained_names(model)
     if not positive_definite:
         bad = [names[i] for i in np.flatnonzero(np.abs(np.linalg.eigh(np.asarray(precision))[1][:, 0]) > 0.3)]
         warnings.warn(
-            f"laplace: the negative Hessian of the log-density at the mode is not positive "
-            f"definite (smallest eigenvalue {eig.min():.3g}, direction mostly along {bad}): "
+            f"laplace: the negative Hessian of the log-density at the mode is singular or not "
+            f"positive definite (smallest eigenvalue {eig.min():.3g}, direction mostly along {bad}): "
             "the point is not a strict maximum and has no Gaussian approximation. Fix: give "
             "the weakly identified parameters a proper prior, reparameterize (e.g. "
             "non-centered), or check the mode's status (a boundary or a saddle point).",

@@ -390,7 +390,7 @@ def _map_positions(model, data, rng_key, num_chains):
                 rng_key, (num_chains, model.dim), minval=-MAP_JITTER, maxval=MAP_JITTER
             )
             return center[None, :] + jitter, None
-        reason = "the MAP optimization did not converge"
+        reason = f"the MAP optimization did not converge ({estimate.status})"
     return None, reason
 
 
@@ -636,6 +636,62 @@ def _diagnose(dt, num_chains: int, max_tree_depth: int) -> list[str]:
     return messages
 
 
+#: A coordinate "drifts" when, in every chain, the median |u| of the last quarter of the draws
+#: is at least this many times that of the first quarter (and its R-hat fails).
+DRIFT_GROWTH = 2.0
+
+
+def _drift_messages(model: Model, positions: np.ndarray) -> list[str]:
+    """A message when the draws drift without bound, the mark of an improper posterior.
+
+    ``positions`` ``(chain, draw, dim)``, unconstrained. A coordinate drifts when, in *every*
+    chain, its median absolute value over the last quarter of the draws is at least
+    ``DRIFT_GROWTH`` times that over the first quarter (the chains are all still moving
+    outward), and its split R-hat exceeds ``RHAT_MAX``. A stationary chain has the same
+    distribution in both quarters, so all chains doubling at once does not happen by chance;
+    a density that does not decay in some direction (a flat prior with separable classes or
+    collinear columns) makes NUTS's adapted step grow and the draws run off geometrically.
+    """
+    import arviz_stats
+
+    num_chains, num_draws, dim = positions.shape
+    quarter = num_draws // 4
+    if quarter < 1 or dim == 0:
+        return []
+    with np.errstate(invalid="ignore", over="ignore"):
+        first = np.median(np.abs(positions[:, :quarter]), axis=1)  # (chain, dim)
+        last = np.median(np.abs(positions[:, -quarter:]), axis=1)
+        growing = np.all((last >= DRIFT_GROWTH * first) & (last > 0), axis=0)
+        growing |= np.any(~np.isfinite(positions), axis=(0, 1))
+    if not growing.any():
+        return []
+    labels = []
+    for name, param in model.params.items():
+        labels.extend([name] if param.size == 1 and param.unconstrained_shape == ()
+                      else [f"{name}[{i}]" for i in range(param.size)])
+    drifting = []
+    for j in np.flatnonzero(growing):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rhat = float(arviz_stats.rhat(positions[:, :, j]))
+        if not np.isfinite(rhat) or rhat > RHAT_MAX:
+            drifting.append((labels[j], j, rhat))
+    if not drifting:
+        return []
+    name, j, rhat = drifting[0]
+    names = ", ".join(n for n, _, _ in drifting[:5]) + (", ..." if len(drifting) > 5 else "")
+    return [
+        f"The draws drift without bound: in every chain, {names} (unconstrained) keep "
+        f"growing; {name}'s median magnitude went from {np.median(first[:, j]):.3g} in the "
+        f"first quarter of the draws to {np.median(last[:, j]):.3g} in the last (R-hat "
+        f"{rhat:.3g}). The posterior is probably improper (it does not integrate, e.g. a flat "
+        "prior with separable classes or collinear columns), so these are not draws from a "
+        "distribution and no summary of them means anything. Fix: give these parameters a "
+        "proper prior (e.g. Normal(0, s)); mm.fit(..., method='mle') says whether the "
+        "likelihood has a unique maximum."
+    ]
+
+
 def _flagged(ds, test) -> list[tuple[str, float]]:
     """``(name[index], value)`` of every finite entry of a dataset for which ``test`` holds."""
     out = []
@@ -839,7 +895,9 @@ def sample(
     -----
     SamplingWarning
         One warning per failed diagnostic, with the numbers: divergent transitions, R-hat
-        > 1.01, bulk ESS < 100 per chain, trajectories at the maximum tree depth.
+        > 1.01, bulk ESS < 100 per chain, trajectories at the maximum tree depth; and draws
+        that drift without bound (every chain still moving outward, R-hat failing: an
+        improper posterior, see ``_drift_messages``).
 
     Raises
     ------
@@ -902,6 +960,8 @@ def sample(
         **_versions(),
     }
     dt = _to_datatree(model, data, trace, post, attrs)
-    for message in _diagnose(dt, num_chains, sampling_depth):
+    messages = _diagnose(dt, num_chains, sampling_depth)
+    messages += _drift_messages(model, np.asarray(trace.position))
+    for message in messages:
         warnings.warn(message, SamplingWarning, stacklevel=2)
     return dt

@@ -82,6 +82,7 @@ class Status(enum.IntEnum):
     BOUNDARY = 4
     UNBOUNDED = 5
     NOT_UNIQUE = 6
+    STALLED = 7
 
 
 # Raw exit codes of the compiled loop (before the ray test classifies them).
@@ -831,6 +832,19 @@ def _classify(model, code, ray, direction, grad_norm, step, tol, rtol, max_steps
             "likelihood this means the classes are (quasi-)separable and the MLE does not "
             "exist. Fix: add a proper prior (method='map' with e.g. prior=Normal(0, s) on the "
             "coefficients, mm.priors.from_logistic(C)); the MAP exists."
+        ), []
+    if code == _REL and not grad_norm <= math.sqrt(tol):
+        # The objective stopped changing with the gradient far above tol: not the rounding
+        # floor of a badly scaled problem (that stops within sqrt(tol)) but a stall, e.g. on
+        # a curved ridge towards a density that grows without bound.
+        return Status.STALLED, (
+            f"stalled after {step} steps: the objective stopped changing (relative change "
+            f"below rtol={rtol:g}) with the gradient still at {grad_norm:.3g} > tol={tol:g}. "
+            "This is not a maximum: the log-density may grow without bound along a curved "
+            "path (e.g. a hierarchical scale going to 0, as in the centered eight-schools "
+            "model), or the problem is badly scaled. Standardize the inputs, use a prior that "
+            "vanishes at the boundary or a non-centered parameterization, or sample the "
+            "posterior with mm.sample."
         ), []
     if code in (_GRAD, _REL):
         how = ("gradient norm below tol" if code == _GRAD

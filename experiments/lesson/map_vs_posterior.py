@@ -1,14 +1,536 @@
-"""Experiment 6: MAP against the posterior (not yet written: needs mm.sample and mm.compare).
+"""Experiment 6: MAP against the posterior, and the Laplace approximation against NUTS.
 
-Planned: where the MAP and the posterior agree (much data, a near-Gaussian posterior) and
-where they part: a small-n logistic regression; a Laplace prior (the MAP has exact zeros, the
-posterior puts no mass at zero); eight schools (the MAP of tau collapses, the posterior does
-not); a positive scale parameter (mode, mean and median differ). The Laplace approximation
-against NUTS for each.
+The MAP is one point of the posterior: its mode, in the coordinates the parameters are
+declared in. Where the posterior is close to a Gaussian (much data, few parameters) the mode,
+the mean and the median coincide and the Laplace approximation has the right spread; where
+it is not, they part, and this experiment measures by how much:
+
+1. **Much data** (breast cancer, n = 569, three standardized features, logistic regression
+   with Normal(0, 2.5) priors): the MAP is within a small fraction of a posterior sd of the
+   posterior mean, and the Laplace sd is NUTS's.
+2. **Little data** (the same model on 20 of the tumours, 10 of each class): the posterior is
+   skewed, the MAP sits a large fraction of an sd from the mean, and the Laplace
+   approximation is too narrow. Both cases are one model whose data carry observation
+   weights (1 for a tumour in the sample, 0 otherwise), so one set of compiled programs
+   serves both.
+3. **A Laplace prior** (diabetes, σ = 50 fixed, Laplace(0, b) prior = Lasso(alpha = 2)): the
+   MAP has exact zeros; the posterior has none, and its mass near zero is far below one.
+4. **Eight schools**: the centered model has no MAP (with ``jacobian=False`` the density
+   grows without bound as τ → 0), NUTS on it diverges (the funnel), and the non-centered
+   model samples a posterior of τ well away from 0 that matches posteriordb's reference.
+5. **A positive scale** (σ of a Gaussian, n = 8, flat priors): the mode, the mode in log σ
+   (``jacobian=True``), the posterior median and mean differ, in the order and by the
+   amounts of the closed-form posterior σ² | y ~ Inv-Gamma((n − 2)/2, SS/2).
+
+In cases 1–3 every parameter is real, so the MAP with and without the Jacobian is the same
+point; it is fitted once, with ``jacobian=True`` (the centre of the Laplace approximation and
+NUTS's starting point), to compile one optimizer per model.
 """
 
-PENDING = "needs mm.sample (issue 4) and mm.compare and its plots (issue 5)"
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from lesson._common import breast_cancer, diabetes, rel_error
+
+LOGISTIC_FEATURES = ["mean texture", "mean smoothness", "mean symmetry"]
+LOGISTIC_PRIOR_SCALE = 2.5
+SMALL_N_PER_CLASS = 10
+AGREE_Z_MAX = 0.2  # |MAP - posterior mean| / posterior sd, much data
+AGREE_SD_BAND = 0.10  # Laplace sd / NUTS sd within 1 +- this
+PART_Z_MIN = 0.3  # the same, little data: at least this
+
+LASSO_ALPHA = 2.0
+LASSO_SIGMA = 50.0
+# |beta| < eps, in units of disease progression per sd of the feature: a point mass at 0 would
+# keep P(|beta| < eps) above its weight as eps shrinks; a density makes it shrink with eps.
+NEAR_ZERO = (1.0, 0.1)
+
+# Rubin (1981) via posteriordb (eight_schools, commit 28f8d3d6): the data and the reference
+# posterior of the non-centered model (Stan, 10 chains x 1000 thinned draws). The reference is
+# read from shared/reference/posteriordb when that folder is present.
+SCHOOLS_Y = [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]
+SCHOOLS_SIGMA = [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]
+SCHOOLS_REFERENCE = {"mu": {"mean": 4.411, "sd": 3.309, "q50": 4.364},
+                     "tau": {"mean": 3.602, "sd": 3.198, "q05": 0.257, "q50": 2.747}}
+REFERENCE_DIR = (Path(__file__).resolve().parents[2].parent / "shared" / "reference" /
+                 "posteriordb" / "eight_schools-eight_schools_noncentered")
+
+SCALE_N = 8
+SCALE_TRUE = (1.0, 2.0)  # mu, sigma of the simulated sample
+
+
+def _quietly(fn, *args, **kwargs):
+    """Call fn, returning (result, [mlemap warning messages]); other warnings are dropped."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn(*args, **kwargs)
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught
+                if type(w.message).__module__.startswith("mlemap")]
+    return out, messages
+
+
+def _nuts(ctx):
+    return dict(num_chains=ctx.size(4, 2), num_warmup=ctx.size(1000, 400),
+                num_samples=ctx.size(1000, 600), progress_bar=False)
 
 
 def run(ctx):
-    raise NotImplementedError(f"not yet available: this experiment {PENDING}.")
+    import mlemap as mm
+
+    nuts = _nuts(ctx)
+    ctx.metric("nuts_settings", {k: v for k, v in nuts.items() if k != "progress_bar"})
+    _logistic(ctx, mm, nuts)
+    _lasso(ctx, mm, nuts)
+    _eight_schools(ctx, mm, nuts)
+    _positive_scale(ctx, mm, nuts)
+
+
+# -- 1, 2: logistic regression, much data and little data ------------------------------------
+
+
+def _logistic(ctx, mm, nuts):
+    import arviz_stats
+    import numpyro.distributions as dist
+    from scipy.stats import skew
+
+    X, y, names = breast_cancer(LOGISTIC_FEATURES)
+    n, d = X.shape
+
+    def log_likelihood(p, data):
+        eta = p["intercept"] + data["X"] @ p["beta"]
+        return data["w"] * dist.Bernoulli(logits=eta).log_prob(data["y"])
+
+    prior = dist.Normal(0.0, LOGISTIC_PRIOR_SCALE)
+    model = mm.Model({"intercept": mm.Param(prior=prior), "beta": mm.Param((d,), prior=prior)},
+                     log_likelihood)
+    sample_rows = np.concatenate([ctx.rng.choice(np.flatnonzero(y == c), SMALL_N_PER_CLASS,
+                                                 replace=False) for c in (0, 1)])
+    small = np.zeros(n)
+    small[sample_rows] = 1.0
+    ctx.metric("logistic.features", names)
+    ctx.metric("logistic.prior", f"Normal(0, {LOGISTIC_PRIOR_SCALE:g}) on intercept and beta")
+    ctx.metric("logistic.small_sample_rows", np.sort(sample_rows))
+
+    results = {}
+    for key, weights, seed in (("much_data", np.ones(n), 1), ("little_data", small, 2)):
+        data = {"X": X, "y": y, "w": weights}
+        ctx.progress(f"logistic regression, {key.replace('_', ' ')} (n = {int(weights.sum())})")
+        est = mm.fit(model, data, jacobian=True)
+        lap, lap_warnings = _quietly(mm.laplace, model, data, mode=est)
+        dt, nuts_warnings = _quietly(mm.sample, model, data, seed=ctx.seed + seed, **nuts)
+        table = mm.compare(dt, {"MAP": est, "Laplace": lap}, psense=False)
+        diag = arviz_stats.summary(dt, kind="diagnostics", round_to="none").loc[table.index]
+        draws = {k: dt.posterior[k].values.reshape(dt.posterior.sizes["chain"] *
+                                                   dt.posterior.sizes["draw"], -1)
+                 for k in ("intercept", "beta")}
+        skewness = np.concatenate([skew(draws["intercept"], axis=0), skew(draws["beta"], axis=0)])
+        r = {
+            "n": int(weights.sum()), "status": est.status, "labels": list(table.index),
+            "map": table["MAP"].to_numpy(), "mean": table["mean"].to_numpy(),
+            "median": table["median"].to_numpy(), "sd": table["sd"].to_numpy(),
+            "z": table["MAP_z"].to_numpy(),
+            "mcse_over_sd": (diag["mcse_mean"] / table["sd"]).to_numpy(),
+            "laplace_sd_ratio": table["Laplace_sd_ratio"].to_numpy(),
+            "laplace_z": table["Laplace_z"].to_numpy(),
+            "laplace_pareto_k": lap.pareto_k, "skewness": skewness,
+            "r_hat_max": float(diag["r_hat"].max()), "ess_bulk_min": float(diag["ess_bulk"].min()),
+            "warnings": lap_warnings + nuts_warnings,
+        }
+        results[key] = r
+        for k, v in r.items():
+            ctx.metric(f"logistic.{key}.{k}", v)
+        if key == "little_data":
+            little = (dt, est, lap)
+
+    big, few = results["much_data"], results["little_data"]
+    z_big, z_few = float(np.max(np.abs(big["z"]))), float(np.max(np.abs(few["z"])))
+    ratio_big = big["laplace_sd_ratio"]
+    ctx.check(
+        f"Much data (breast cancer, n = {big['n']}, {d} features, logistic): the MAP is the "
+        "posterior mean to a small fraction of a posterior sd, and the Laplace approximation "
+        "has NUTS's spread",
+        evidence=(f"max over {len(big['z'])} parameters of |MAP − posterior mean| / sd = "
+                  f"{z_big:.3f} (Monte Carlo error of the mean ≤ {np.max(big['mcse_over_sd']):.3f}"
+                  f" sd); Laplace sd / NUTS sd = {np.min(ratio_big):.3f}…"
+                  f"{np.max(ratio_big):.3f}; Laplace Pareto-k = {big['laplace_pareto_k']:.2f}"),
+        tolerance=(f"|z| ≤ {AGREE_Z_MAX:g}; sd ratio within 1 ± {AGREE_SD_BAND:g}; "
+                   "k ≤ 0.7"),
+        passed=(z_big <= AGREE_Z_MAX and np.all(np.abs(ratio_big - 1) <= AGREE_SD_BAND)
+                and big["laplace_pareto_k"] <= 0.7),
+    )
+    j = int(np.argmax(np.abs(few["z"])))
+    z_lap_few = float(np.max(np.abs(few["laplace_z"])))
+    k_big, k_few = big["laplace_pareto_k"], few["laplace_pareto_k"]
+    ctx.check(
+        f"Little data (the same model on n = {few['n']} tumours): the posterior is not "
+        "Gaussian, the MAP parts from the posterior mean, and so does the Laplace "
+        "approximation centred on it",
+        evidence=(f"max |MAP − mean| / sd = {z_few:.2f} ({few['labels'][j]}: MAP "
+                  f"{few['map'][j]:.3f}, mean {few['mean'][j]:.3f}, median "
+                  f"{few['median'][j]:.3f}), {z_few / z_big:.1f}× the much-data gap; Laplace: "
+                  f"max |mean − NUTS mean| / sd = {z_lap_few:.2f}, sd / NUTS sd = "
+                  f"{np.min(few['laplace_sd_ratio']):.2f}…{np.max(few['laplace_sd_ratio']):.2f},"
+                  f" Pareto-k = {k_few:.2f} (much data: {k_big:.2f})"),
+        tolerance=(f"max |z| ≥ {PART_Z_MIN:g} and ≥ 2× the much-data value, for the MAP and "
+                   "for the Laplace mean; Pareto-k ≥ 2× the much-data value"),
+        passed=(z_few >= PART_Z_MIN and z_few >= 2 * z_big and z_lap_few >= PART_Z_MIN
+                and k_few >= 2 * k_big),
+    )
+    dt, est, lap = little
+    pc = mm.plots.plot_forest(dt, {"MAP": est, "Laplace": lap})
+    ctx.figure(pc.get_viz("figure"), "logistic_little_data",
+               f"Logistic regression on {few['n']} tumours (beta = "
+               f"{', '.join(LOGISTIC_FEATURES)}): NUTS posterior intervals, the "
+               "Laplace approximation's, and the MAP (a point). With little data the MAP sits "
+               "nearer zero than the posterior's centre, and so does the Laplace approximation "
+               "centred on it.")
+
+
+# -- 3: a Laplace prior -----------------------------------------------------------------------
+
+
+def _lasso(ctx, mm, nuts):
+    X, y, names = diabetes()
+    n, d = X.shape
+    prior = mm.priors.from_lasso(LASSO_ALPHA, n, sigma=LASSO_SIGMA)
+    model, data = mm.glm(X, y, family=mm.families.gaussian(sigma=LASSO_SIGMA), prior=prior)
+    ctx.progress("Laplace prior (lasso), diabetes")
+    est = mm.fit(model, data)
+    beta_map = np.asarray(est.params["beta"])
+    zero = beta_map == 0.0
+    # All parameters are real: the jacobian=False MAP is also the jacobian=True mode.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="mode was fitted with jacobian=False")
+        lap, lap_warnings = _quietly(mm.laplace, model, data, mode=est)
+    start = {"intercept": np.asarray(est.params["intercept"]), "beta": beta_map}
+    dt, nuts_warnings = _quietly(mm.sample, model, data, seed=ctx.seed + 3, init=start, **nuts)
+    table = mm.compare(dt, {"MAP (lasso)": est, "Laplace": lap}, psense=False)
+    draws = dt.posterior["beta"].values.reshape(-1, d)
+    exactly_zero = int(np.sum(draws == 0.0))
+    near = {eps: np.mean(np.abs(draws) < eps, axis=0) for eps in NEAR_ZERO}
+    labels = [f"beta[{j}]" for j in range(d)]
+    sd = table.loc[labels, "sd"].to_numpy()
+    lap_ratio = table.loc[labels, "Laplace_sd_ratio"].to_numpy()
+    mean = table.loc[labels, "mean"].to_numpy()
+    ctx.metric("lasso.alpha", LASSO_ALPHA)
+    ctx.metric("lasso.laplace_scale_b", float(prior.scale))
+    ctx.metric("lasso.map", beta_map)
+    ctx.metric("lasso.map_zeros", [names[j] for j in np.flatnonzero(zero)])
+    ctx.metric("lasso.posterior_mean", mean)
+    ctx.metric("lasso.posterior_sd", sd)
+    ctx.metric("lasso.draws_exactly_zero", exactly_zero)
+    ctx.metric("lasso.num_draws", int(draws.shape[0]))
+    for eps, p in near.items():
+        ctx.metric(f"lasso.p_abs_below_{eps:g}", p)
+    ctx.metric("lasso.laplace_sd_ratio", lap_ratio)
+    ctx.metric("lasso.laplace_pareto_k", lap.pareto_k)
+    ctx.metric("lasso.warnings", lap_warnings + nuts_warnings)
+    zj = np.flatnonzero(zero)
+    ctx.check(
+        f"Laplace prior (diabetes, Lasso alpha = {LASSO_ALPHA:g} ↔ Laplace(0, "
+        f"{float(prior.scale):.3g})): the MAP has exact zeros, the posterior puts no mass at "
+        "zero",
+        evidence=(f"MAP: {int(zero.sum())} coefficients == 0.0 ({', '.join(names[j] for j in zj)}); "
+                  f"NUTS: {exactly_zero} of {draws.size} coefficient draws == 0.0; for the MAP's "
+                  f"zeros P(|β| < {NEAR_ZERO[0]:g}) = "
+                  f"{', '.join(f'{near[NEAR_ZERO[0]][j]:.2f}' for j in zj)}, P(|β| < "
+                  f"{NEAR_ZERO[1]:g}) = {', '.join(f'{near[NEAR_ZERO[1]][j]:.3f}' for j in zj)};"
+                  f" posterior mean / sd = {', '.join(f'{mean[j] / sd[j]:+.2f}' for j in zj)}"),
+        tolerance=(f"≥ 1 exact zero in the MAP; 0 draws == 0; P(|β| < {NEAR_ZERO[0]:g}) < 1 and "
+                   f"P(|β| < {NEAR_ZERO[1]:g}) < 0.1 for each"),
+        passed=(zero.sum() >= 1 and exactly_zero == 0 and bool(np.all(near[NEAR_ZERO[0]][zj] < 1))
+                and bool(np.all(near[NEAR_ZERO[1]][zj] < 0.1))),
+    )
+    ctx.check(
+        "The Laplace approximation at the lasso MAP ignores the prior's kink (zero curvature): "
+        "it is centred on the zeros and wider than the posterior there",
+        evidence=(f"Laplace sd / NUTS sd for the MAP's zeros: "
+                  f"{', '.join(f'{lap_ratio[j]:.2f}' for j in zj)}; for the others "
+                  f"{np.min(np.delete(lap_ratio, zj)):.2f}…{np.max(np.delete(lap_ratio, zj)):.2f};"
+                  f" Pareto-k = {lap.pareto_k:.2f}"),
+        tolerance="every sd ratio of a zeroed coefficient > 1.1",
+        passed=bool(np.all(lap_ratio[zj] > 1.1)),
+    )
+    var_names = [labels[j] for j in zj[:4]]
+    zeroed = ", ".join(f"{v} = {names[j]}" for v, j in zip(var_names, zj))
+    pc = mm.plots.plot_estimates(dt, {"MAP (lasso)": est, "Laplace": lap}, var_names=var_names)
+    ctx.figure(pc.get_viz("figure"), "lasso",
+               "Diabetes with a Laplace prior: the NUTS posterior of the coefficients that the "
+               f"lasso MAP sets to exactly 0 ({zeroed}; dashed). The posterior is continuous, "
+               "with no mass at 0, and the Laplace approximation is centred on the zeros.")
+
+
+# -- 4: eight schools -------------------------------------------------------------------------
+
+
+def _reference():
+    path = REFERENCE_DIR / "reference_summary.json"
+    if not path.exists():
+        return SCHOOLS_REFERENCE, "embedded copy of posteriordb's reference"
+    params = json.loads(path.read_text())["parameters"]
+    return ({k: {s: params[k][s] for s in v} for k, v in SCHOOLS_REFERENCE.items()},
+            "shared/reference/posteriordb")
+
+
+def _eight_schools(ctx, mm, nuts):
+    import arviz_stats
+    import jax
+    import jax.numpy as jnp
+    import numpyro.distributions as dist
+    from numpyro.distributions import constraints
+
+    from mlemap._model import log_density_fn
+
+    data = {"y": np.asarray(SCHOOLS_Y), "sigma": np.asarray(SCHOOLS_SIGMA)}
+    J = len(SCHOOLS_Y)
+    hyper = {"mu": mm.Param(prior=dist.Normal(0.0, 5.0)),
+             "tau": mm.Param(constraint=constraints.positive, prior=dist.HalfCauchy(5.0))}
+
+    def likelihood(p, d):
+        return dist.Normal(p["theta"], d["sigma"]).log_prob(d["y"])
+
+    # Hyper-parameters first. NB: declared in posteriordb's order (theta, mu, tau), mm.fit's
+    # L-BFGS currently stops at tau ~ 1e-18 and reports CONVERGED (a stop on the relative
+    # change, with a gradient norm ~1e34) instead of UNBOUNDED: the order changes its path.
+    centered = mm.Model({**hyper, "theta": mm.Param((J,), prior=lambda p: dist.Normal(
+        p["mu"], p["tau"]))}, likelihood)
+
+    def theta(p):
+        return p["mu"] + p["tau"] * p["z"]
+
+    noncentered = mm.Model(
+        {**hyper, "z": mm.Param((J,), prior=dist.Normal(0.0, 1.0))},
+        lambda p, d: dist.Normal(theta(p), d["sigma"]).log_prob(d["y"]),
+        derived=lambda p, d: {"theta": theta(p)},
+    )
+
+    ctx.progress("eight schools, centered: MAP and NUTS")
+    est, fit_warnings = _quietly(mm.fit, centered, data)
+    # The density along theta_j = mu, tau -> 0: log p = const - J log tau + log p(tau).
+    taus = 10.0 ** -np.arange(0, 13, 3, dtype=float)
+    positions = jnp.stack([centered.unconstrain({"mu": 0.0, "tau": t, "theta": np.zeros(J)})
+                           for t in taus])
+    path = np.asarray(jax.jit(jax.vmap(log_density_fn(centered, prior=True, jacobian=False),
+                                       in_axes=(0, None)))(positions, data))
+    grows = bool(np.all(np.diff(path) > 0))
+    ctx.metric("eight_schools.centered.map_result", est.result.name)
+    ctx.metric("eight_schools.centered.map_status", est.status)
+    ctx.metric("eight_schools.centered.map_tau", float(est.params["tau"]))
+    ctx.metric("eight_schools.centered.map_warnings", fit_warnings)
+    ctx.metric("eight_schools.centered.path_tau", taus)
+    ctx.metric("eight_schools.centered.path_log_density", path)
+    ctx.check(
+        "Eight schools, centered: the MAP of τ collapses. With jacobian=False the log-density "
+        "grows without bound as τ → 0 (θ_j → μ): there is no MAP, and mm.fit says so",
+        evidence=(f"mm.fit: {est.result.name}, stopped at τ = {float(est.params['tau']):.1e}; "
+                  f"log-density at θ_j = μ = 0, τ = "
+                  f"{', '.join(f'1e{int(round(math.log10(t)))}' for t in taus)}: "
+                  f"{', '.join(f'{v:.0f}' for v in path)}"),
+        tolerance="status UNBOUNDED; log-density increasing along the path",
+        passed=est.result == mm.Status.UNBOUNDED and grows,
+    )
+    dt_c, c_warnings = _quietly(mm.sample, centered, data, seed=ctx.seed + 4, init="uniform",
+                                **nuts)
+    divergent = int(dt_c.sample_stats["diverging"].sum())
+    diag_c = arviz_stats.summary(dt_c, kind="diagnostics", round_to="none")
+    total = int(dt_c.sample_stats["diverging"].size)
+    ctx.metric("eight_schools.centered.divergences", divergent)
+    ctx.metric("eight_schools.centered.num_draws", total)
+    ctx.metric("eight_schools.centered.r_hat_max", float(diag_c["r_hat"].max()))
+    ctx.metric("eight_schools.centered.tau_median", float(dt_c.posterior["tau"].median()))
+    ctx.metric("eight_schools.centered.nuts_warnings", c_warnings)
+
+    ctx.progress("eight schools, non-centered: Laplace and NUTS")
+    # tol=1e-6 (on the mean log-density) is ample for the centre of a Gaussian, and L-BFGS
+    # reaches it; the default 1e-9 compiles the Newton polish as well. The chains start from
+    # U(-2, 2) in unconstrained space (Stan's default), not at this mode.
+    lap, lap_warnings = _quietly(mm.laplace, noncentered, data, tol=1e-6)
+    dt, nc_warnings = _quietly(mm.sample, noncentered, data, seed=ctx.seed + 5, init="uniform",
+                               **nuts)
+    reference, source = _reference()
+    post = dt.posterior
+    summary = arviz_stats.summary(dt, var_names=["mu", "tau"], round_to="none")
+    tau = post["tau"].values.ravel()
+    q05, q50 = np.quantile(tau, [0.05, 0.5])
+    divergent_nc = int(dt.sample_stats["diverging"].sum())
+    zs = {k: (summary.loc[k, "mean"] - reference[k]["mean"]) /
+          math.hypot(summary.loc[k, "mcse_mean"], reference[k]["sd"] / 100) for k in ("mu", "tau")}
+    sd_rel = {k: summary.loc[k, "sd"] / reference[k]["sd"] - 1 for k in ("mu", "tau")}
+    for k in ("mu", "tau"):
+        ctx.metric(f"eight_schools.noncentered.{k}.mean", summary.loc[k, "mean"])
+        ctx.metric(f"eight_schools.noncentered.{k}.sd", summary.loc[k, "sd"])
+        ctx.metric(f"eight_schools.noncentered.{k}.mcse_mean", summary.loc[k, "mcse_mean"])
+        ctx.metric(f"eight_schools.noncentered.{k}.z_vs_reference", zs[k])
+        ctx.metric(f"eight_schools.noncentered.{k}.sd_rel_diff", sd_rel[k])
+    ctx.metric("eight_schools.noncentered.tau.q05", q05)
+    ctx.metric("eight_schools.noncentered.tau.median", q50)
+    ctx.metric("eight_schools.noncentered.divergences", divergent_nc)
+    ctx.metric("eight_schools.noncentered.nuts_warnings", nc_warnings)
+    ctx.metric("eight_schools.reference", reference)
+    ctx.metric("eight_schools.reference_source", source)
+    ctx.check(
+        "…while the posterior of τ does not collapse: NUTS on the non-centered model has τ's "
+        "median well above 0 and matches posteriordb's reference; the centered model's funnel "
+        "makes NUTS diverge",
+        evidence=(f"non-centered: τ median {q50:.2f} (reference {reference['tau']['q50']:.2f}), "
+                  f"5% quantile {q05:.2f}; mean τ {summary.loc['tau', 'mean']:.2f}, μ "
+                  f"{summary.loc['mu', 'mean']:.2f} against {reference['tau']['mean']:.2f}, "
+                  f"{reference['mu']['mean']:.2f}: z = {zs['tau']:+.1f}, {zs['mu']:+.1f}; sd "
+                  f"{sd_rel['tau']:+.0%}, {sd_rel['mu']:+.0%}; {divergent_nc} divergences. "
+                  f"Centered: {divergent} of {total} transitions diverged, max R-hat "
+                  f"{float(diag_c['r_hat'].max()):.3f}"),
+        tolerance=("median τ ≥ 1; |z| < 4 (README rule, MCSE and reference error); sd within "
+                   "15%; centered divergences ≥ 1"),
+        passed=(q50 >= 1.0 and all(abs(v) < 4 for v in zs.values())
+                and all(abs(v) <= 0.15 for v in sd_rel.values()) and divergent >= 1),
+    )
+    lap_tau = float(lap.mode.params["tau"])
+    ratio_tau = float(np.asarray(lap.std_errors["tau"]) / summary.loc["tau", "sd"])
+    ctx.metric("eight_schools.noncentered.laplace.mode_tau", lap_tau)
+    ctx.metric("eight_schools.noncentered.laplace.sd_ratio_tau", ratio_tau)
+    ctx.metric("eight_schools.noncentered.laplace.pareto_k", lap.pareto_k)
+    ctx.metric("eight_schools.noncentered.laplace.warnings", lap_warnings)
+    mode_quantile = float(np.mean(tau < lap_tau))
+    ctx.check(
+        "The Laplace approximation fails on eight schools: the centered model has no mode to "
+        "centre it on, and the non-centered model's mode (in log τ, jacobian=True) is far "
+        "in τ's tail, with an importance-sampling Pareto-k above 0.7",
+        evidence=(f"non-centered mode τ = {lap_tau:.1f} (posterior quantile "
+                  f"{mode_quantile:.2f}); Laplace sd(τ) / NUTS sd(τ) = {ratio_tau:.2f}; "
+                  f"Pareto-k = {lap.pareto_k:.2f}"),
+        tolerance="k > 0.7",
+        passed=lap.pareto_k > 0.7,
+    )
+    # The funnel shows in log τ: plot the centered draws with log τ as a posterior variable,
+    # and mark the divergent transitions, which gather in the funnel's neck.
+    import xarray as xr
+
+    post_c = dt_c.posterior.to_dataset()
+    tree = xr.DataTree.from_dict({"posterior": post_c.assign(log_tau=np.log(post_c["tau"]))})
+    pm = mm.plots.plot_pair(tree, {}, var_names=["theta[0]", "log_tau"])
+    fig = pm.get_viz("figure")
+    divergent_draws = dt_c.sample_stats["diverging"].values.astype(bool)
+    for ax in fig.axes:
+        if ax.get_xlabel() == "theta[0]" and ax.get_ylabel() == "log_tau":
+            ax.scatter(post_c["theta"].values[..., 0][divergent_draws],
+                       np.log(post_c["tau"].values)[divergent_draws], s=25, color="C3",
+                       edgecolor="k", zorder=4, label="divergent")
+            ax.legend(fontsize=7)
+    ctx.figure(fig, "eight_schools_funnel",
+               f"Eight schools, centered: NUTS draws of θ₀ against log τ, the funnel whose neck "
+               f"(τ → 0) is where the MAP runs off; red: the {divergent} divergent transitions.")
+    pc = mm.plots.plot_estimates(dt, {"Laplace (jacobian=True mode)": lap},
+                                 var_names=["mu", "tau"])
+    ctx.figure(pc.get_viz("figure"), "eight_schools_tau",
+               "Eight schools, non-centered: the NUTS posterior of μ and τ and the mean of the "
+               "Laplace approximation, centred on a mode far in τ's tail.")
+
+
+# -- 5: a positive scale ----------------------------------------------------------------------
+
+
+def _positive_scale(ctx, mm, nuts):
+    import arviz_stats
+    import numpyro.distributions as dist
+    from numpyro.distributions import constraints
+    from scipy.special import gammaln
+    from scipy.stats import gamma
+
+    n = SCALE_N
+    y = ctx.rng.normal(*SCALE_TRUE, size=n)
+    data = {"y": y}
+    model = mm.Model({"mu": mm.Param(), "sigma": mm.Param(constraint=constraints.positive)},
+                     lambda p, d: dist.Normal(p["mu"], p["sigma"]).log_prob(d["y"]))
+    ctx.progress(f"a positive scale: σ of a Gaussian, n = {n}, flat priors")
+    ss = float(np.sum((y - y.mean()) ** 2))
+    a, b = (n - 2) / 2, ss / 2  # sigma^2 | y ~ Inv-Gamma(a, b)
+    exact = {
+        "mode": math.sqrt(ss / n),
+        "mode_jacobian": math.sqrt(ss / (n - 1)),
+        "median": math.sqrt(b / gamma.ppf(0.5, a)),
+        "mean": math.sqrt(b) * math.exp(gammaln(a - 0.5) - gammaln(a)),
+    }
+    exact_sd = math.sqrt(b / (a - 1) - exact["mean"] ** 2)
+    est = mm.fit(model, data)
+    est_j = mm.fit(model, data, jacobian=True)
+    lap, lap_warnings = _quietly(mm.laplace, model, data, mode=est_j)
+    dt, nuts_warnings = _quietly(mm.sample, model, data, seed=ctx.seed + 6, **nuts)
+    sigma = dt.posterior["sigma"]
+    nuts_mean, nuts_median = float(sigma.mean()), float(sigma.median())
+    mcse_mean = float(arviz_stats.mcse(dt, var_names=["sigma"])["sigma"])
+    mcse_median = float(arviz_stats.mcse(dt, method="median", var_names=["sigma"])["sigma"])
+    fits = {"mode": float(est.params["sigma"]), "mode_jacobian": float(est_j.params["sigma"])}
+    err_fit = max(rel_error(fits[k], exact[k]) for k in fits)
+    z_mean = (nuts_mean - exact["mean"]) / mcse_mean
+    z_median = (nuts_median - exact["median"]) / mcse_median
+    lap_sd = float(np.asarray(lap.std_errors["sigma"]))
+    lap_mean = float(lap.draws.posterior["sigma"].mean())
+    for k, v in exact.items():
+        ctx.metric(f"positive_scale.exact.{k}", v)
+    ctx.metric("positive_scale.exact.sd", exact_sd)
+    ctx.metric("positive_scale.n", n)
+    ctx.metric("positive_scale.ss", ss)
+    ctx.metric("positive_scale.fit", fits)
+    ctx.metric("positive_scale.nuts", {"mean": nuts_mean, "median": nuts_median,
+                                       "sd": float(sigma.std()), "mcse_mean": mcse_mean,
+                                       "mcse_median": mcse_median})
+    ctx.metric("positive_scale.laplace", {"sd": lap_sd, "draws_mean": lap_mean,
+                                          "pareto_k": lap.pareto_k})
+    ctx.metric("positive_scale.warnings", lap_warnings + nuts_warnings)
+    tol = ctx.tol(1e-8, 1e-4)
+    ctx.check(
+        f"A positive scale (σ of a Gaussian, n = {n}, flat priors): mm.fit's mode is √(SS/n) "
+        "(the MLE) without the Jacobian and √(SS/(n−1)) with it (the mode in log σ)",
+        evidence=(f"σ̂ = {fits['mode']:.6f} vs {exact['mode']:.6f}; jacobian=True "
+                  f"{fits['mode_jacobian']:.6f} vs {exact['mode_jacobian']:.6f}: max rel. "
+                  f"error {err_fit:.1e}"),
+        tolerance=f"≤ {tol:.0e}",
+        passed=err_fit <= tol and bool(est.converged) and bool(est_j.converged),
+    )
+    order = ["mode", "mode_jacobian", "median", "mean"]
+    nuts_order = fits["mode_jacobian"] < nuts_median < nuts_mean
+    ctx.check(
+        "…and mode < mode in log σ < posterior median < posterior mean, as the closed-form "
+        "posterior σ² | y ~ Inv-Gamma((n−2)/2, SS/2) says; NUTS finds the same median and mean",
+        evidence=(f"closed form: {' < '.join(f'{exact[k]:.3f}' for k in order)} "
+                  f"({', '.join(order)}); NUTS median {nuts_median:.3f} (z = {z_median:+.1f}), "
+                  f"mean {nuts_mean:.3f} (z = {z_mean:+.1f}) in MCSE units"),
+        tolerance="strict order (closed form and NUTS); |z| < 4",
+        passed=(all(exact[order[i]] < exact[order[i + 1]] for i in range(3)) and nuts_order
+                and abs(z_mean) < 4 and abs(z_median) < 4),
+    )
+    ctx.check(
+        "The Laplace approximation (Gaussian in log σ at the jacobian=True mode) is too narrow "
+        "for a scale at small n, and its mean is below the posterior mean",
+        evidence=(f"Laplace sd(σ) {lap_sd:.3f} vs exact {exact_sd:.3f} (ratio "
+                  f"{lap_sd / exact_sd:.2f}); mean of its draws {lap_mean:.3f} vs exact "
+                  f"{exact['mean']:.3f}; Pareto-k {lap.pareto_k:.2f}"),
+        tolerance="sd ratio < 0.8 and Laplace mean < exact mean",
+        passed=lap_sd / exact_sd < 0.8 and lap_mean < exact["mean"],
+    )
+    pc = mm.plots.plot_estimates(
+        dt, {"MAP (jacobian=False)": est, "mode (jacobian=True)": est_j, "Laplace": lap},
+        var_names=["sigma"])
+    fig = pc.get_viz("figure")
+    ax = fig.axes[0]
+    grid = np.linspace(1e-3, max(4 * exact["mean"], float(sigma.max())), 400)
+    # p(sigma | y) = p(v = sigma^2) * 2 sigma, v ~ Inv-Gamma(a, b)
+    log_pdf = (a * math.log(b) - gammaln(a) - (a + 1) * np.log(grid**2) - b / grid**2
+               + np.log(2 * grid))
+    ax.plot(grid, np.exp(log_pdf), color="k", lw=1)
+    ax.axvline(exact["median"], color="k", lw=0.8, ls=(0, (1, 2)))
+    ctx.figure(fig, "positive_scale",
+               f"σ of a Gaussian from n = {n} draws (flat priors): NUTS (blue) and the exact "
+               "posterior (black; dotted: its median), the MAP σ̂ = √(SS/n), the mode in log σ "
+               "√(SS/(n−1)) and the Laplace mean. Mode < log-mode < median < mean.")
+    ctx.note("The MAP is the posterior's mode in the coordinates the parameters are declared "
+             "in. It agrees with the posterior mean where the posterior is close to Gaussian "
+             "(much data, few parameters); with little data, a non-smooth prior, a hierarchical "
+             "scale or a positive scale it does not, and neither does the Laplace "
+             "approximation built at a mode.")

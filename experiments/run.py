@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run the MLE/MAP lesson's experiments and write the report folder.
 
-    python experiments/run.py                 # everything, full settings -> results/
+    python experiments/run.py                 # everything, full settings -> results/report/
     python experiments/run.py --quick         # the same claims on smaller settings (CI)
     python experiments/run.py --only gaussian_mle,quick_checks --out /tmp/report
 
@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "report then holds only their claims")
     parser.add_argument("--list", action="store_true",
                         help="print the experiments' names and titles, and exit")
-    parser.add_argument("--out", metavar="DIR", type=Path, default=Path("results"),
-                        help="the report folder (default: results); replaced as a whole "
+    parser.add_argument("--out", metavar="DIR", type=Path, default=Path("results/report"),
+                        help="the report folder (default: results/report); replaced as a whole "
                         "when the run completes, so it must be new, empty or an earlier report")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of every random draw (default 0); each experiment derives "

@@ -40,8 +40,8 @@ Sections (``--only``; default all):
 
 Usage::
 
-    python experiments/benchmark.py                       # everything, ~15 min on 2 cores
-    python experiments/benchmark.py --quick               # small sizes, ~2 min
+    python experiments/benchmark.py                       # everything: 15-25 min on 2 cores
+    python experiments/benchmark.py --quick               # small sizes: ~3 min
     python experiments/benchmark.py --only grad,fit --repeats 7 --out results/b.json
     python experiments/benchmark.py --worker fit mlemap --params '{"n": 1000, ...}'
 

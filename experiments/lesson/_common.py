@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,16 @@ class Context:
     def note(self, text: str) -> None:
         """A sentence for the experiment's section of the report."""
         self.notes.append(text)
+
+
+def quietly(fn, *args, **kwargs):
+    """Call fn, returning (result, [mlemap warning messages]); other warnings are dropped."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn(*args, **kwargs)
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught
+                if type(w.message).__module__.startswith("mlemap")]
+    return out, messages
 
 
 def rel_error(ours, reference) -> float:

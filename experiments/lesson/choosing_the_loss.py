@@ -17,9 +17,9 @@ the Student-t MAP comes from ``mm.fit``.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
+
+from lesson._common import quietly
 
 N = 40
 TRUTH = {"intercept": 1.0, "slope": 2.0, "sigma": 1.0}
@@ -35,16 +35,6 @@ def _simulate(rng):
     outliers = np.arange(N - NUM_OUTLIERS, N)  # the largest x: high leverage
     y[outliers] += OUTLIER_SHIFT
     return x, y, outliers
-
-
-def _quietly(fn, *args, **kwargs):
-    """Call fn, returning (result, [mlemap warning messages]); other warnings are dropped."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = fn(*args, **kwargs)
-    messages = [f"{w.category.__name__}: {w.message}" for w in caught
-                if type(w.message).__module__.startswith("mlemap")]
-    return out, messages
 
 
 def run(ctx):
@@ -65,7 +55,7 @@ def run(ctx):
     for i, (key, family) in enumerate(families.items()):
         ctx.progress(f"NUTS, {LABELS[key]} likelihood")
         model, data = mm.glm(X, y, family=family)
-        dt, sample_warnings[key] = _quietly(mm.sample, model, data, seed=ctx.seed + i,
+        dt, sample_warnings[key] = quietly(mm.sample, model, data, seed=ctx.seed + i,
                                             init="uniform", **nuts)
         posteriors[LABELS[key]] = dt
         beta = dt.posterior["beta"].values[..., 0].ravel()
@@ -80,7 +70,7 @@ def run(ctx):
     ctx.metric("slope_posterior", slopes)
     ctx.metric("sampling_warnings", sample_warnings)
 
-    table, loo_warnings = _quietly(mm.compare_losses, posteriors)
+    table, loo_warnings = quietly(mm.compare_losses, posteriors)
     ctx.metric("loo.table", {label: {c: table.loc[label, c] for c in
                                      ("rank", "elpd", "p", "elpd_diff", "dse", "se", "weight",
                                       "pareto_k_max", "num_high_k")} for label in table.index})
@@ -111,7 +101,7 @@ def run(ctx):
     )
 
     ctx.progress("MAP slopes: least squares, least absolute deviations, Student-t (mm.fit)")
-    t_map, fit_warnings = _quietly(mm.fit, t_model, t_data)
+    t_map, fit_warnings = quietly(mm.fit, t_model, t_data)
     ols = LinearRegression().fit(X, y)
     lad = QuantileRegressor(quantile=0.5, alpha=0.0, solver="highs").fit(X, y)
     clean = np.setdiff1d(np.arange(N), outliers)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lesson._common import breast_cancer, diabetes, rel_error
+from lesson._common import breast_cancer, diabetes, quietly, rel_error
 
 LOGISTIC_FEATURES = ["mean texture", "mean smoothness", "mean symmetry"]
 LOGISTIC_PRIOR_SCALE = 2.5
@@ -63,16 +63,6 @@ REFERENCE_DIR = (Path(__file__).resolve().parents[2].parent / "shared" / "refere
 
 SCALE_N = 8
 SCALE_TRUE = (1.0, 2.0)  # mu, sigma of the simulated sample
-
-
-def _quietly(fn, *args, **kwargs):
-    """Call fn, returning (result, [mlemap warning messages]); other warnings are dropped."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = fn(*args, **kwargs)
-    messages = [f"{w.category.__name__}: {w.message}" for w in caught
-                if type(w.message).__module__.startswith("mlemap")]
-    return out, messages
 
 
 def _nuts(ctx):
@@ -122,8 +112,8 @@ def _logistic(ctx, mm, nuts):
         data = {"X": X, "y": y, "w": weights}
         ctx.progress(f"logistic regression, {key.replace('_', ' ')} (n = {int(weights.sum())})")
         est = mm.fit(model, data, jacobian=True)
-        lap, lap_warnings = _quietly(mm.laplace, model, data, mode=est)
-        dt, nuts_warnings = _quietly(mm.sample, model, data, seed=ctx.seed + seed, **nuts)
+        lap, lap_warnings = quietly(mm.laplace, model, data, mode=est)
+        dt, nuts_warnings = quietly(mm.sample, model, data, seed=ctx.seed + seed, **nuts)
         table = mm.compare(dt, {"MAP": est, "Laplace": lap}, psense=False)
         diag = arviz_stats.summary(dt, kind="diagnostics", round_to="none").loc[table.index]
         draws = {k: dt.posterior[k].values.reshape(dt.posterior.sizes["chain"] *
@@ -207,9 +197,9 @@ def _lasso(ctx, mm, nuts):
     # All parameters are real: the jacobian=False MAP is also the jacobian=True mode.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="mode was fitted with jacobian=False")
-        lap, lap_warnings = _quietly(mm.laplace, model, data, mode=est)
+        lap, lap_warnings = quietly(mm.laplace, model, data, mode=est)
     start = {"intercept": np.asarray(est.params["intercept"]), "beta": beta_map}
-    dt, nuts_warnings = _quietly(mm.sample, model, data, seed=ctx.seed + 3, init=start, **nuts)
+    dt, nuts_warnings = quietly(mm.sample, model, data, seed=ctx.seed + 3, init=start, **nuts)
     table = mm.compare(dt, {"MAP (lasso)": est, "Laplace": lap}, psense=False)
     draws = dt.posterior["beta"].values.reshape(-1, d)
     exactly_zero = int(np.sum(draws == 0.0))
@@ -311,7 +301,7 @@ def _eight_schools(ctx, mm, nuts):
     )
 
     ctx.progress("eight schools, centered: MAP and NUTS")
-    est, fit_warnings = _quietly(mm.fit, centered, data)
+    est, fit_warnings = quietly(mm.fit, centered, data)
     # The density along theta_j = mu, tau -> 0: log p = const - J log tau + log p(tau).
     taus = 10.0 ** -np.arange(0, 13, 3, dtype=float)
     positions = jnp.stack([centered.unconstrain({"mu": 0.0, "tau": t, "theta": np.zeros(J)})
@@ -335,7 +325,7 @@ def _eight_schools(ctx, mm, nuts):
         tolerance="status UNBOUNDED; log-density increasing along the path",
         passed=est.result == mm.Status.UNBOUNDED and grows,
     )
-    dt_c, c_warnings = _quietly(mm.sample, centered, data, seed=ctx.seed + 4, init="uniform",
+    dt_c, c_warnings = quietly(mm.sample, centered, data, seed=ctx.seed + 4, init="uniform",
                                 **nuts)
     divergent = int(dt_c.sample_stats["diverging"].sum())
     diag_c = arviz_stats.summary(dt_c, kind="diagnostics", round_to="none")
@@ -350,8 +340,8 @@ def _eight_schools(ctx, mm, nuts):
     # tol=1e-6 (on the mean log-density) is ample for the centre of a Gaussian, and L-BFGS
     # reaches it; the default 1e-9 compiles the Newton polish as well. The chains start from
     # U(-2, 2) in unconstrained space (Stan's default), not at this mode.
-    lap, lap_warnings = _quietly(mm.laplace, noncentered, data, tol=1e-6)
-    dt, nc_warnings = _quietly(mm.sample, noncentered, data, seed=ctx.seed + 5, init="uniform",
+    lap, lap_warnings = quietly(mm.laplace, noncentered, data, tol=1e-6)
+    dt, nc_warnings = quietly(mm.sample, noncentered, data, seed=ctx.seed + 5, init="uniform",
                                **nuts)
     reference, source = _reference()
     post = dt.posterior
@@ -459,8 +449,8 @@ def _positive_scale(ctx, mm, nuts):
     exact_sd = math.sqrt(b / (a - 1) - exact["mean"] ** 2)
     est = mm.fit(model, data)
     est_j = mm.fit(model, data, jacobian=True)
-    lap, lap_warnings = _quietly(mm.laplace, model, data, mode=est_j)
-    dt, nuts_warnings = _quietly(mm.sample, model, data, seed=ctx.seed + 6, **nuts)
+    lap, lap_warnings = quietly(mm.laplace, model, data, mode=est_j)
+    dt, nuts_warnings = quietly(mm.sample, model, data, seed=ctx.seed + 6, **nuts)
     sigma = dt.posterior["sigma"]
     nuts_mean, nuts_median = float(sigma.mean()), float(sigma.median())
     mcse_mean = float(arviz_stats.mcse(dt, var_names=["sigma"])["sigma"])

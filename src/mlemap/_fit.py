@@ -797,7 +797,8 @@ def _param_of_coordinate(model: Model) -> list[str]:
     return _COORDINATE_NAMES[model]
 
 
-def _classify(model, code, ray, direction, grad_norm, step, tol, rtol, max_steps):
+def _classify(model, code, ray, direction, grad_norm, step, tol, rtol, max_steps,
+              start=np.nan):
     """Status and message for one problem (numpy scalars / vectors)."""
     f0, f1, f2 = (float(v) for v in ray)
     noise = 1e-12 * (1.0 + abs(f0)) if np.isfinite(f0) else 0.0
@@ -841,13 +842,15 @@ def _classify(model, code, ray, direction, grad_norm, step, tol, rtol, max_steps
             "exist. Fix: add a proper prior (method='map' with e.g. prior=Normal(0, s) on the "
             "coefficients, mm.priors.from_logistic(C)); the MAP exists."
         ), []
-    if code == _REL and not grad_norm <= math.sqrt(tol):
-        # The objective stopped changing with the gradient far above tol: not the rounding
-        # floor of a badly scaled problem (that stops within sqrt(tol)) but a stall, e.g. on
-        # a curved ridge towards a density that grows without bound.
+    if code == _REL and grad_norm > tol and np.isfinite(start) and not f0 >= start - noise:
+        # The objective stopped changing, far from stationary, at a point *worse* than the
+        # start: a stall, e.g. on a curved ridge towards a density that grows without bound
+        # (the line search's steps overflow). A stop at a kink (an absolute-error likelihood)
+        # also has a large gradient, but is better than its start.
         return Status.STALLED, (
             f"stalled after {step} steps: the objective stopped changing (relative change "
-            f"below rtol={rtol:g}) with the gradient still at {grad_norm:.3g} > tol={tol:g}. "
+            f"below rtol={rtol:g}) with the gradient still at {grad_norm:.3g} > tol={tol:g}, "
+            f"at a log-density ({f0:.4g}) below the start's ({start:.4g}). "
             "This is not a maximum: the log-density may grow without bound along a curved "
             "path (e.g. a hierarchical scale going to 0, as in the centered eight-schools "
             "model), or the problem is badly scaled. Standardize the inputs, use a prior that "
@@ -1066,7 +1069,8 @@ def fit(
         pick = (lambda a: a[i]) if batched else (lambda a: a)
         status, message, boundary = _classify(
             model, int(pick(out.code)), pick(out.ray), pick(out.direction),
-            float(pick(out.grad_norm)), int(pick(out.num_steps)), tol, rtol, max_steps)
+            float(pick(out.grad_norm)), int(pick(out.num_steps)), tol, rtol, max_steps,
+            start=float(pick(start)))
         params = None
         if status == Status.BOUNDARY:
             params = _snap_to_boundary(model, pick(out.position), pick(out.direction), boundary)

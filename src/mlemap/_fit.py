@@ -49,7 +49,7 @@ import optax
 from numpyro.distributions import Distribution, Laplace
 from numpyro.distributions.transforms import IdentityTransform
 
-from mlemap._model import (Model, check_log_likelihood, log_density_fn,
+from mlemap._model import (Model, check_log_likelihood, check_param_names, log_density_fn,
                            pointwise_log_likelihood_fn)
 from mlemap._newton import GRAD, MAX, NONFINITE, REL, RUNNING, newton
 from mlemap._newton import MAX_DIM as NEWTON_MAX_DIM
@@ -639,13 +639,8 @@ def _initial_position(model: Model, init) -> Array:
     if not isinstance(init, Mapping):
         raise TypeError(f"init must be a dict name -> constrained value; got "
                         f"{type(init).__name__}.")
-    missing = sorted(set(model.params) - set(init))
-    unknown = sorted(set(init) - set(model.params))
-    if missing or unknown:
-        raise ValueError(
-            f"init does not match the model's parameters: missing {missing}, unknown {unknown}. "
-            f"Give a value for each of {sorted(model.params)} (or init=None for the default)."
-        )
+    check_param_names(model, init, "init's names", f"Give a value for each of "
+                      f"{sorted(model.params)} (or init=None for the default).")
     for name, param in model.params.items():
         shape = tuple(np.shape(init[name]))
         if shape != param.shape:

@@ -327,19 +327,22 @@ def _float_dtype():
     return jnp.result_type(float)
 
 
+def check_param_names(model: Model, values: Mapping[str, Any], what: str, fix: str) -> None:
+    """Raise when ``values`` does not name exactly the model's parameters (e.g. an ``init``)."""
+    expected, given = set(model.params), set(values)
+    if given != expected:
+        raise ValueError(
+            f"{what} do not match the model's parameters: missing {sorted(expected - given)}, "
+            f"unknown {sorted(given - expected)}. {fix}"
+        )
+
+
 def _check_param_values(model: Model, params: Mapping[str, Any]) -> None:
     """Names and shapes of a dict of constrained values against the model."""
     if not isinstance(params, Mapping):
         raise TypeError(f"Expected a dict of parameter values; got {type(params).__name__}.")
-    expected = set(model.params)
-    given = set(params)
-    if given != expected:
-        missing = sorted(expected - given)
-        unknown = sorted(given - expected)
-        raise ValueError(
-            f"Parameter values do not match the model: missing {missing}, unknown {unknown}. "
-            f"The model's parameters are {sorted(expected)}."
-        )
+    check_param_names(model, params, "Parameter values",
+                      f"The model's parameters are {sorted(model.params)}.")
     for name, p in model.params.items():
         shape = tuple(np.shape(params[name]))
         if shape != p.shape:

@@ -34,7 +34,8 @@ from jax import lax
 from numpyro.distributions import Distribution
 from numpyro.infer.hmc import hmc
 
-from mlemap._model import Model, check_log_likelihood, log_density_fn, resolve_prior
+from mlemap._model import (Model, check_log_likelihood, check_param_names, log_density_fn,
+                           resolve_prior)
 
 __all__ = ["sample", "SamplingWarning"]
 
@@ -396,14 +397,8 @@ def _map_positions(model, data, rng_key, num_chains):
 
 def _dict_positions(model, init, num_chains):
     """User values (constrained): each of the parameter's shape, or (num_chains, *shape)."""
-    expected = set(model.params)
-    given = set(init)
-    if given != expected:
-        raise ValueError(
-            f"init does not match the model's parameters: missing {sorted(expected - given)}, "
-            f"unknown {sorted(given - expected)}. Give one value per parameter, with the "
-            f"shapes {_expected_shapes(model, num_chains)}."
-        )
+    check_param_names(model, init, "init's names", "Give one value per parameter, with "
+                      f"the shapes {_expected_shapes(model, num_chains)}.")
     per_chain = []
     for c in range(num_chains):
         values = {}

@@ -190,9 +190,10 @@ def worker_grad(engine, params, repeats):
             import mlemap as mm
             from mlemap._model import log_density_fn
 
+            family = mm.families.bernoulli()  # what mm.glm uses
             model = mm.Model(
                 {"beta": mm.Param((d,))},
-                lambda p, data: dist.Bernoulli(logits=data["X"] @ p["beta"]).log_prob(data["y"]),
+                lambda p, data: family.log_prob(data["X"] @ p["beta"], data["y"]),
             )
             # The gradient of the log-likelihood is X.T (y - sigmoid(X w)): minus numpy's.
             grad_fn = jax.jit(jax.grad(log_density_fn(model, prior=False)))
@@ -350,8 +351,6 @@ def _count_mlemap_passes(mm, jax, jnp, X, y, C, tol, rtol):
     """
     import warnings
 
-    import numpyro.distributions as dist
-
     counts = {"value_only": 0, "differentiated": 0}
 
     def tick(key):
@@ -370,10 +369,11 @@ def _count_mlemap_passes(mm, jax, jnp, X, y, C, tol, rtol):
         return primals[0], tangents[0]
 
     model, data = mm.glm(X, y, family=mm.families.bernoulli(), prior=mm.priors.from_logistic(C))
+    family = mm.families.bernoulli()
     probe = mm.Model(
         model.params,
-        lambda p, data: dist.Bernoulli(
-            logits=counted(data["X"] @ p["beta"] + p["intercept"])).log_prob(data["y"]),
+        lambda p, data: family.log_prob(counted(data["X"] @ p["beta"] + p["intercept"]),
+                                        data["y"]),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -174,6 +174,18 @@ def test_extreme_logits_stay_finite(dtype):
         logits)))
 
 
+def test_bernoulli_gradient_is_exact_at_logit_zero():
+    """d log p / d eta = y - sigmoid(eta), also at eta = 0 exactly (1/2's sake): every fit
+    starts there. NumPyro's own BernoulliLogits gives y there, the sum of two kinks' one-sided
+    derivatives; the expected numbers are the closed form and optax's log loss gradient."""
+    eta = jnp.array([0.0, 0.0, 0.3, -2.0])
+    y = jnp.array([0.0, 1.0, 1.0, 0.0])
+    grad = jax.grad(lambda e: families.bernoulli().log_prob(e, y).sum())(eta)
+    np.testing.assert_allclose(grad, y - scipy.special.expit(np.asarray(eta)), rtol=1e-15)
+    optax_grad = jax.grad(lambda e: -optax.losses.sigmoid_binary_cross_entropy(e, y).sum())(eta)
+    np.testing.assert_allclose(grad, optax_grad, rtol=1e-15)
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_large_poisson_counts_stay_finite(dtype):
     y = np.array([3e6, 4e8, 0.0])

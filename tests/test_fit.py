@@ -295,6 +295,35 @@ def test_batched_datasets_equal_separate_fits(rng):
         np.testing.assert_allclose(batched.params["beta"][b], one.params["beta"], atol=1e-8)
 
 
+def test_default_lbfgs_takes_the_steps_of_scipys_lbfgsb(rng):
+    """fit's L-BFGS starts with a step of length 1 as L-BFGS-B does (scipy, scikit-learn's
+    lbfgs), not optax's shorter -min(1, 1/|g|) g: after 1, 2 and all iterations its iterates
+    are scipy's to round-off, in as many iterations. (With optax's own first step they differ
+    by 0.4 after one iteration, and the whole solve takes more iterations.)"""
+    import jax
+    import scipy.optimize
+
+    from mlemap._fit import _quasi_newton
+
+    n, d = 2000, 5
+    X = rng.normal(size=(n, d))
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(X @ rng.normal(size=d) + 0.5)))).astype(float)
+
+    def objective(w):  # the mean log loss + an L2 penalty, scikit-learn's scaling
+        eta = X @ w[1:] + w[0]
+        return jnp.mean(jax.nn.softplus(eta) - y * eta) + 0.5 * jnp.sum(w[1:] ** 2) / n
+
+    value_and_grad = jax.jit(jax.value_and_grad(objective))
+    for iterations in (1, 2, 100):
+        reference = scipy.optimize.minimize(
+            lambda w: tuple(np.asarray(v) for v in value_and_grad(w)), np.zeros(d + 1),
+            jac=True, method="L-BFGS-B", options={"maxiter": iterations, "gtol": 1e-10, "ftol": 0})
+        x, _, steps, _ = _quasi_newton(optax.lbfgs(), objective, jnp.zeros(d + 1), 1e-10, 0.0,
+                                       iterations, unit_first_step=True)
+        assert int(steps) == reference.nit
+        np.testing.assert_allclose(x, reference.x, rtol=0, atol=1e-12)
+
+
 def test_any_optax_optimizer(diabetes):
     """A given optax transformation is used as is (here Adam on standardized OLS)."""
     X, y = diabetes

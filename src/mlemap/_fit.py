@@ -207,8 +207,11 @@ def _n_obs(model: Model, position, data) -> int:
     return math.prod(shape)
 
 
-def _make_core(model, method, jacobian, optimizer, prox_names):
-    """The un-jitted solve for one problem: ``core(u0, data, fixed, batched, tol, rtol, steps)``."""
+def _make_core(model, method, jacobian, optimizer, prox_names, unit_first_step=False):
+    """The un-jitted solve for one problem: ``core(u0, data, fixed, batched, tol, rtol, steps)``.
+
+    ``unit_first_step``: for the default L-BFGS, see :func:`_quasi_newton`.
+    """
     log_density = log_density_fn(model, prior=(method == "map"), jacobian=jacobian)
 
     def core(u0, data, fixed_priors, batched_priors, tol, rtol, max_steps):
@@ -224,7 +227,8 @@ def _make_core(model, method, jacobian, optimizer, prox_names):
             )
         else:
             x, grad_norm, step, code = _quasi_newton(
-                optimizer, lambda u: -log_density(u, data, priors) / n, u0, tol, rtol, max_steps
+                optimizer, lambda u: -log_density(u, data, priors) / n, u0, tol, rtol, max_steps,
+                unit_first_step=unit_first_step,
             )
         return _finish(model, log_density, u0, x, data, priors, grad_norm, step, code)
 
@@ -250,13 +254,21 @@ def _make_polish(model, method, jacobian):
 
 def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code):
     """The end point's report, with the ray test: does the log-density keep increasing along
-    the direction travelled, ``x + s d`` and ``x + 2 s d``?"""
+    the direction travelled, ``x + s d`` and ``x + 2 s d``?
+
+    The three points are one batch (``vmap``), and the log-likelihood at ``x`` is taken with
+    them: for a GLM the three linear predictors become one matrix-matrix product, a single
+    pass over ``X`` instead of four.
+    """
     pointwise = pointwise_log_likelihood_fn(model)
     d = x - u0
     dist = jnp.sqrt(jnp.sum(d * d))
     direction = jnp.where(dist > 0, d / jnp.where(dist > 0, dist, 1.0), 0.0)
     s = jnp.maximum(dist, 1.0)
-    ray = jnp.stack([log_density(x + k * s * direction, data, priors) for k in (0.0, 1.0, 2.0)])
+    steps = jnp.arange(3, dtype=x.dtype)[:, None] * s  # (3, 1): x, x + s d, x + 2 s d
+    points = x[None, :] + steps * direction[None, :]
+    ray, log_likelihoods = jax.vmap(
+        lambda u: (log_density(u, data, priors), jnp.sum(pointwise(u, data))))(points)
     n = max(1, _n_obs(model, u0, data))
     if _checks_uniqueness(model.dim, n):  # for the uniqueness check (_flat_directions)
         hessian = jax.hessian(lambda u: -log_density(u, data, priors) / n)(x)
@@ -266,7 +278,7 @@ def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code):
         position=x,
         params=model.constrain(x),
         log_density=ray[0],
-        log_likelihood=jnp.sum(pointwise(x, data)),
+        log_likelihood=log_likelihoods[0],
         grad_norm=grad_norm,
         num_steps=step,
         code=code,
@@ -277,12 +289,20 @@ def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code):
     )
 
 
-def _quasi_newton(optimizer, objective, u0, tol, rtol, max_steps):
+def _quasi_newton(optimizer, objective, u0, tol, rtol, max_steps, unit_first_step=False):
     """Minimize ``objective`` with an optax transformation in a ``lax.while_loop``.
 
     The canonical optax L-BFGS loop (optax docs, "L-BFGS"): the line search stores the value
     and gradient at the accepted point in the state, and ``value_and_grad_from_state`` reuses
     them, so each iteration costs one line search and no extra evaluation.
+
+    ``unit_first_step``: the optimizer sees :math:`c F` with :math:`c = 1/\\|\\nabla F(u_0)\\|_2`,
+    so that its first step has length 1, as in L-BFGS-B (scipy, scikit-learn). optax's
+    L-BFGS starts with the step :math:`-\\min(1, 1/\\|g_0\\|)\\, g_0`, which is shorter than 1
+    whenever :math:`\\|g_0\\| < 1`, and a per-observation objective has small gradients: on
+    the issue's L2-logistic benchmark (n = 1e5, d = 50) the short first step cost two more
+    iterations than scipy's (7 against 5). L-BFGS is otherwise invariant to :math:`c`; the
+    stopping tests below are on :math:`F` itself.
     """
     opt = optax.with_extra_args_support(optimizer)
     opt_state = opt.init(u0)
@@ -293,9 +313,22 @@ def _quasi_newton(optimizer, objective, u0, tol, rtol, max_steps):
         )
     except (KeyError, ValueError):
         stores_value = False
-    plain_value_and_grad = jax.value_and_grad(objective)
+    value0, grad0 = jax.value_and_grad(objective)(u0)
+    finite0 = jnp.isfinite(value0) & jnp.all(jnp.isfinite(grad0))
+    code0 = jnp.where(
+        ~finite0,
+        _NONFINITE,
+        jnp.where(jnp.max(jnp.abs(grad0), initial=0.0) <= tol, _GRAD,
+                  jnp.where(max_steps <= 0, _MAX, _RUNNING)),
+    )
+    scale = jnp.ones((), value0.dtype)  # the optimizer minimizes scale * F
+    if unit_first_step:
+        norm0 = jnp.sqrt(jnp.sum(grad0 * grad0))
+        scale = jnp.where(finite0 & (norm0 > 0), 1.0 / jnp.where(norm0 > 0, norm0, 1.0), scale)
+    scaled = lambda u: scale * objective(u)  # noqa: E731
+    plain_value_and_grad = jax.value_and_grad(scaled)
     if stores_value:
-        from_state = optax.value_and_grad_from_state(objective)
+        from_state = optax.value_and_grad_from_state(scaled)
 
         def value_and_grad(u, state):
             return from_state(u, state=state)
@@ -304,30 +337,23 @@ def _quasi_newton(optimizer, objective, u0, tol, rtol, max_steps):
         def value_and_grad(u, state):
             return plain_value_and_grad(u)
 
-    value0, grad0 = plain_value_and_grad(u0)
-    finite0 = jnp.isfinite(value0) & jnp.all(jnp.isfinite(grad0))
-    code0 = jnp.where(
-        ~finite0,
-        _NONFINITE,
-        jnp.where(jnp.max(jnp.abs(grad0), initial=0.0) <= tol, _GRAD,
-                  jnp.where(max_steps <= 0, _MAX, _RUNNING)),
-    )
-
     def cond(state):
         return state.code == _RUNNING
 
     def body(state):
         updates, opt_state = opt.update(
             state.grad, state.opt_state, state.position,
-            value=state.value, grad=state.grad, value_fn=objective,
+            value=state.value, grad=state.grad, value_fn=scaled,
         )
         position = optax.apply_updates(state.position, updates)
         value, grad = value_and_grad(position, opt_state)
         step = state.step + 1
         finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad)) & jnp.all(jnp.isfinite(position))
-        grad_norm = jnp.max(jnp.abs(grad), initial=0.0)
-        scale = jnp.maximum(jnp.maximum(jnp.abs(value), jnp.abs(state.value)), 1.0)
-        small_change = jnp.abs(value - state.value) <= rtol * scale
+        # The tests are on F = value / scale (tol and rtol are F's).
+        grad_norm = jnp.max(jnp.abs(grad), initial=0.0) / scale
+        f_new, f_old = value / scale, state.value / scale
+        magnitude = jnp.maximum(jnp.maximum(jnp.abs(f_new), jnp.abs(f_old)), 1.0)
+        small_change = jnp.abs(f_new - f_old) <= rtol * magnitude
         code = jnp.where(
             ~finite, _NONFINITE,
             jnp.where(grad_norm <= tol, _GRAD,
@@ -344,9 +370,10 @@ def _quasi_newton(optimizer, objective, u0, tol, rtol, max_steps):
             code=code,
         )
 
-    init = _LoopState(u0, opt_state, value0, grad0, jnp.zeros((), jnp.int32), code0)
+    init = _LoopState(u0, opt_state, scale * value0, scale * grad0, jnp.zeros((), jnp.int32),
+                      code0)
     final = jax.lax.while_loop(cond, body, init)
-    grad_norm = jnp.max(jnp.abs(final.grad), initial=0.0)
+    grad_norm = jnp.max(jnp.abs(final.grad), initial=0.0) / scale
     return final.position, grad_norm, final.step, final.code
 
 
@@ -500,7 +527,8 @@ def _solver_fn(model, method, jacobian, optimizer, prox_names, batch_data, batch
     key = ("solve", method, jacobian, optimizer, prox_names, batch_data, batch_priors)
 
     def build():
-        fn = _make_core(model, method, jacobian, optimizer.optimizer, prox_names)
+        fn = _make_core(model, method, jacobian, optimizer.optimizer, prox_names,
+                        unit_first_step=optimizer.key == "lbfgs")  # the default, not a user's
         if batch_data or batch_priors:
             fn = jax.vmap(
                 fn, in_axes=(None, 0 if batch_data else None, None,

@@ -24,7 +24,7 @@ poisson        log       half Poisson deviance :math:`y\\log(y/\\mu) - (y-\\mu)`
 
 Each family's ``loss`` is optax's where optax has it (``squared_error``,
 ``sigmoid_binary_cross_entropy``, ``softmax_cross_entropy_with_integer_labels``); the
-log-probabilities are NumPyro's. A nuisance parameter passed as a number is fixed; left as
+log-probabilities are NumPyro's (Bernoulli's with one fix, see :class:`_BernoulliLogits`). A nuisance parameter passed as a number is fixed; left as
 ``None`` it becomes a learned parameter of the model (a positive :class:`~mlemap.Param`).
 """
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
@@ -243,6 +244,23 @@ def student_t(
     )
 
 
+class _BernoulliLogits(dist.BernoulliLogits):
+    """NumPyro's ``BernoulliLogits`` with a log-probability whose gradient is right at 0.
+
+    NumPyro writes :math:`-\\log p = \\max(\\eta, 0) + \\log(1 + e^{-|\\eta|}) - y\\eta`,
+    whose JAX derivative at exactly :math:`\\eta = 0` is :math:`-y` instead of
+    :math:`\\tfrac12 - y`: the one-sided derivatives JAX picks at the two kinks do not cancel.
+    Every fit starts at ``beta = 0``, where all logits are 0, so the first gradient was wrong
+    (e.g. the intercept's was :math:`-\\bar y` instead of :math:`\\tfrac12 - \\bar y`) and
+    L-BFGS needed 11 iterations instead of 7 on the issue's n = 1e5 benchmark.
+    :math:`y\\eta - \\mathrm{softplus}(\\eta)` is the same number with JAX's exact softplus
+    derivative :math:`\\sigma(\\eta)` everywhere, and as stable for large :math:`|\\eta|`.
+    """
+
+    def log_prob(self, value):
+        return value * self.logits - jax.nn.softplus(self.logits)
+
+
 def bernoulli() -> Family:
     """Bernoulli labels 0/1, logit link: the negative log-likelihood is the log loss.
 
@@ -256,7 +274,7 @@ def bernoulli() -> Family:
         loss_name="binary cross-entropy (log loss)",
         fixed={},
         learned={},
-        _distribution=lambda eta: dist.BernoulliLogits(eta),
+        _distribution=lambda eta: _BernoulliLogits(eta),
         _loss=lambda eta, y: optax.losses.sigmoid_binary_cross_entropy(eta, y),
         _affine=lambda y: (1.0, 0.0),
         _validate=_checks.binary_labels,

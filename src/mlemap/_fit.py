@@ -523,6 +523,31 @@ def _compiled(model, key, build):
     return per_model[key]
 
 
+def _over_batch(solve, in_axes):
+    """``solve`` mapped over the leading (batch) axis of the arguments whose ``in_axes`` is 0.
+
+    ``jax.vmap`` on an accelerator. On a CPU, a loop inside the compiled program
+    (``jax.lax.map``), for two reasons measured on 1000 fits with n = 200, d = 10: XLA's CPU
+    code for batched small matrix products (what ``vmap`` makes of a GLM's Hessian) is ~3x
+    slower than one small product per problem, and under ``vmap`` every problem's
+    ``while_loop`` runs until the slowest one stops. Ridge (Newton): 64 -> 32 ms; logistic
+    (Newton, 4-6 steps): 370 -> 145 ms. The results agree to round-off (1e-15).
+    """
+    if jax.default_backend() != "cpu":
+        return jax.vmap(solve, in_axes=in_axes)
+
+    def looped(*args):
+        batched = tuple(a for a, axis in zip(args, in_axes) if axis == 0)
+
+        def one(sliced):
+            rest = iter(sliced)
+            return solve(*(next(rest) if axis == 0 else a for a, axis in zip(args, in_axes)))
+
+        return jax.lax.map(one, batched)
+
+    return looped
+
+
 def _solver_fn(model, method, jacobian, optimizer, prox_names, batch_data, batch_priors):
     key = ("solve", method, jacobian, optimizer, prox_names, batch_data, batch_priors)
 
@@ -530,10 +555,8 @@ def _solver_fn(model, method, jacobian, optimizer, prox_names, batch_data, batch
         fn = _make_core(model, method, jacobian, optimizer.optimizer, prox_names,
                         unit_first_step=optimizer.key == "lbfgs")  # the default, not a user's
         if batch_data or batch_priors:
-            fn = jax.vmap(
-                fn, in_axes=(None, 0 if batch_data else None, None,
-                             0 if batch_priors else None, None, None, None)
-            )
+            fn = _over_batch(fn, (None, 0 if batch_data else None, None,
+                                  0 if batch_priors else None, None, None, None))
         return jax.jit(fn)
 
     return _compiled(model, key, build)
@@ -545,8 +568,8 @@ def _polish_fn(model, method, jacobian, batch_data, batch_priors):
     def build():
         fn = _make_polish(model, method, jacobian)
         if batch_data or batch_priors:
-            fn = jax.vmap(fn, in_axes=(None, 0, 0 if batch_data else None, None,
-                                       0 if batch_priors else None, None))
+            fn = _over_batch(fn, (None, 0, 0 if batch_data else None, None,
+                                  0 if batch_priors else None, None))
         return jax.jit(fn)
 
     return _compiled(model, key, build)
@@ -740,6 +763,22 @@ def _coordinate_labels(model: Model) -> list[str]:
     return labels
 
 
+def _clearly_nonsingular(hessian, ratio) -> bool:
+    """True when every Hessian of the batch ``(B, dim, dim)`` has
+    :math:`\\lambda_{\\min} > \\text{ratio} \\cdot \\max|\\lambda|`: a Cholesky factorization of
+    :math:`H - \\tau I` with :math:`\\tau = \\text{ratio}\\,\\|H\\|_F \\ge \\text{ratio} \\max|\\lambda|`
+    exists. One batched Cholesky costs a fraction of the eigen-decompositions (1000 problems
+    of 11 parameters: ~2 ms against 24 ms), which are then needed only when it fails.
+    """
+    tau = ratio * np.linalg.norm(hessian, axis=(-1, -2))
+    shifted = hessian - tau[:, None, None] * np.eye(hessian.shape[-1])
+    try:
+        np.linalg.cholesky(shifted)
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
 def _flat_directions(model, method, jacobian, batch_data, batch_priors, positions, data,
                      fixed_priors, batched_priors, log_density, n_obs, hessian):
     """For each end point, ``None`` or a message: the objective is flat along a direction.
@@ -764,6 +803,8 @@ def _flat_directions(model, method, jacobian, batch_data, batch_priors, position
     eps = float(np.finfo(x.dtype).eps)
     hessian = 0.5 * (hessian + np.swapaxes(hessian, -1, -2))
     finite = np.all(np.isfinite(hessian), axis=(-1, -2))
+    if np.all(finite) and _clearly_nonsingular(hessian, np.sqrt(eps)):
+        return [None] * len(x)
     eig, vec = np.linalg.eigh(np.where(finite[:, None, None], hessian, 0.0))
     scale = np.max(np.abs(eig), axis=-1)
     candidate = finite & (eig[:, 0] <= np.sqrt(eps) * scale)
@@ -820,17 +861,51 @@ def _param_of_coordinate(model: Model) -> list[str]:
     return _COORDINATE_NAMES[model]
 
 
+def _end_point_flags(code, ray, direction, grad_norm, start, tol):
+    """The two tests of an end point, vectorized over a batch of ``B`` problems.
+
+    Parameters
+    ----------
+    code, grad_norm, start : (B,)
+    ray : (B, 3)
+        The log-density at ``x``, ``x + s d`` and ``x + 2 s d`` (see :func:`_finish`).
+    direction : (B, dim)
+
+    Returns
+    -------
+    improving : (B,) bool
+        The log-density does not decrease along the direction travelled (up to round-off
+        noise): the optimizer was running off to infinity or to a boundary.
+    stalled : (B,) bool
+        A stop on the relative change, far from stationary, below the start's log-density.
+    noise : (B,)
+    """
+    f0, f1, f2 = ray[:, 0], ray[:, 1], ray[:, 2]
+    with np.errstate(invalid="ignore", over="ignore"):
+        noise = np.where(np.isfinite(f0), 1e-12 * (1.0 + np.abs(f0)), 0.0)
+        moved = np.any(direction != 0, axis=-1)
+
+        def up(a, b):  # b is not lower than a (NaN: unknown, treated as not higher)
+            return (b == np.inf) | (np.isfinite(a) & np.isfinite(b) & (b >= a - noise))
+
+        improving = moved & up(f0, f1) & up(f1, f2)
+        stalled = ((code == _REL) & (grad_norm > tol) & np.isfinite(start)
+                   & ~(f0 >= start - noise))
+    return improving, stalled, noise
+
+
+def _converged_message(code, step, grad_norm, tol, rtol):
+    how = ("gradient norm below tol" if code == _GRAD
+           else f"relative change of the objective below rtol={rtol:g}")
+    return f"converged after {step} steps: {how} (grad_norm={grad_norm:.3g}, tol={tol:g})."
+
+
 def _classify(model, code, ray, direction, grad_norm, step, tol, rtol, max_steps,
-              start=np.nan):
-    """Status and message for one problem (numpy scalars / vectors)."""
+              start, improving, stalled, noise):
+    """Status and message for one problem (numpy scalars / vectors), given its
+    :func:`_end_point_flags`."""
     f0, f1, f2 = (float(v) for v in ray)
-    noise = 1e-12 * (1.0 + abs(f0)) if np.isfinite(f0) else 0.0
     moved = bool(np.any(direction != 0))
-
-    def up(a, b):  # b is not lower than a (NaN: unknown, treated as not higher)
-        return (b == np.inf) or (np.isfinite(a) and np.isfinite(b) and b >= a - noise)
-
-    improving = moved and up(f0, f1) and up(f1, f2)
     coord_names = _param_of_coordinate(model)
     big = np.abs(direction) >= 0.1 * np.max(np.abs(direction)) if moved else np.zeros(0, bool)
     diverging = sorted({coord_names[i] for i in np.flatnonzero(big)}) if moved else []
@@ -865,7 +940,7 @@ def _classify(model, code, ray, direction, grad_norm, step, tol, rtol, max_steps
             "exist. Fix: add a proper prior (method='map' with e.g. prior=Normal(0, s) on the "
             "coefficients, mm.priors.from_logistic(C)); the MAP exists."
         ), []
-    if code == _REL and grad_norm > tol and np.isfinite(start) and not f0 >= start - noise:
+    if stalled:
         # The objective stopped changing, far from stationary, at a point *worse* than the
         # start: a stall, e.g. on a curved ridge towards a density that grows without bound
         # (the line search's steps overflow). A stop at a kink (an absolute-error likelihood)
@@ -881,11 +956,7 @@ def _classify(model, code, ray, direction, grad_norm, step, tol, rtol, max_steps
             "posterior with mm.sample."
         ), []
     if code in (_GRAD, _REL):
-        how = ("gradient norm below tol" if code == _GRAD
-               else f"relative change of the objective below rtol={rtol:g}")
-        return Status.CONVERGED, (
-            f"converged after {step} steps: {how} (grad_norm={grad_norm:.3g}, tol={tol:g})."
-        ), []
+        return Status.CONVERGED, _converged_message(code, step, grad_norm, tol, rtol), []
     if code == _MAX:
         return Status.MAX_STEPS, (
             f"did not converge in max_steps={max_steps} (grad_norm={grad_norm:.3g} > "
@@ -1035,7 +1106,8 @@ def fit(
     data, data_size = _check_data(data, batch_data)
     # The log-likelihood must be pointwise, checked abstractly before anything is traced;
     # with batch="data", on one dataset's slice.
-    check_log_likelihood(model, jax.tree.map(lambda a: a[0], data) if batch_data else data)
+    check_log_likelihood(model, jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), data) if batch_data else data)
     batched_priors, prior_size = _check_priors(model, priors, batch_priors)
     if data_size is not None and prior_size is not None and data_size != prior_size:
         raise ValueError(f"batch: the data have {data_size} datasets but the priors {prior_size} "
@@ -1088,29 +1160,40 @@ def fit(
     batched = batch_data or batch_priors
     n_obs = int(np.ravel(out.n_obs)[0])  # from the compiled call: no extra trace
 
+    # Every problem as a batch (B = 1 for a single fit); a plainly converged one (the usual
+    # case) gets its message without the per-problem classification.
+    as_batch = (lambda a: a) if batched else (lambda a: np.asarray(a)[None])
+    codes, grad_norms, steps = as_batch(out.code), as_batch(out.grad_norm), as_batch(out.num_steps)
+    rays, directions, positions = as_batch(out.ray), as_batch(out.direction), as_batch(out.position)
+    starts = np.broadcast_to(as_batch(start), codes.shape)
+    improving, stalled, noise = _end_point_flags(codes, rays, directions, grad_norms, starts, tol)
+    plain = np.isin(codes, (_GRAD, _REL)) & ~improving & ~stalled
+
     def one(i):
-        pick = (lambda a: a[i]) if batched else (lambda a: a)
         status, message, boundary = _classify(
-            model, int(pick(out.code)), pick(out.ray), pick(out.direction),
-            float(pick(out.grad_norm)), int(pick(out.num_steps)), tol, rtol, max_steps,
-            start=float(pick(start)))
+            model, int(codes[i]), rays[i], directions[i], float(grad_norms[i]), int(steps[i]),
+            tol, rtol, max_steps, float(starts[i]), improving[i], stalled[i], noise[i])
         params = None
         if status == Status.BOUNDARY:
-            params = _snap_to_boundary(model, pick(out.position), pick(out.direction), boundary)
+            params = _snap_to_boundary(model, positions[i], directions[i], boundary)
         return status, message, params
 
-    size = out.code.shape[0] if batched else None
-    results = [one(i) for i in range(size)] if batched else [one(None)]
+    size = codes.shape[0] if batched else None
+    results = [(Status.CONVERGED, _converged_message(c, k, g, tol, rtol), None) if ok else one(i)
+               for i, (ok, c, k, g) in enumerate(zip(plain.tolist(), codes.tolist(),
+                                                     steps.tolist(), grad_norms.tolist()))]
     if solver != "proximal" and _checks_uniqueness(model.dim, max(n_obs, 1)) and any(
             r[0] == Status.CONVERGED for r in results):
         # A converged maximum may still be one of many (a flat ridge): see _flat_directions.
         flat = _flat_directions(model, method, jacobian, batch_data, batch_priors,
                                 out.position, data, fixed_priors, batched_priors,
                                 out.log_density, np.maximum(out.n_obs, 1), out.hessian)
-        results = [(Status.NOT_UNIQUE, flat[i], p) if r == Status.CONVERGED and flat[i] else
-                   (r, m, p) for i, (r, m, p) in enumerate(results)]
+        if any(flat):
+            results = [(Status.NOT_UNIQUE, flat[i], p) if r == Status.CONVERGED and flat[i]
+                       else (r, m, p) for i, (r, m, p) in enumerate(results)]
     params = {k: jnp.asarray(v) for k, v in out.params.items()}
-    for i, (_, _, snapped) in enumerate(results):
+    for i in np.flatnonzero(~plain):
+        snapped = results[i][2]
         if snapped is not None:
             params = {k: (v.at[i].set(snapped[k]) if batched else snapped[k])
                       for k, v in params.items()}

@@ -53,6 +53,7 @@ from mlemap._model import (Model, check_log_likelihood, check_param_names, log_d
                            pointwise_log_likelihood_fn)
 from mlemap._newton import GRAD, MAX, NONFINITE, REL, RUNNING, newton
 from mlemap._newton import MAX_DIM as NEWTON_MAX_DIM
+from mlemap._shard import count_nonfinite, spans_processes
 
 __all__ = ["fit", "PointEstimate", "Status", "FitError", "FitWarning"]
 
@@ -602,11 +603,17 @@ def _check_data(data, batch_data: bool) -> tuple[Any, int | None]:
     sizes = set()
     for path, leaf in leaves_with_path:
         name = jax.tree_util.keystr(path) or "data"
-        arr = np.asarray(leaf)
+        # An array spanning other processes (multi-host) has no host copy: it is checked on
+        # its devices, into a count that every process reads (and so raises on).
+        distributed = spans_processes(leaf)
+        arr = leaf if distributed else np.asarray(leaf)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise TypeError(f"data{name} must be a numeric array; got dtype {arr.dtype}.")
-        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-            bad = int(np.sum(~np.isfinite(arr)))
+        bad = 0
+        if np.issubdtype(arr.dtype, np.floating):
+            bad = (count_nonfinite(arr) if distributed
+                   else arr.size - int(np.count_nonzero(np.isfinite(arr))))
+        if bad:
             raise ValueError(
                 f"data{name} has {bad} NaN or infinite value(s). Remove or impute them before "
                 "fitting."

@@ -36,6 +36,7 @@ from numpyro.infer.hmc import hmc
 
 from mlemap._model import (Model, check_log_likelihood, check_param_names, log_density_fn,
                            resolve_prior)
+from mlemap._shard import spans_processes, to_host
 
 __all__ = ["sample", "SamplingWarning"]
 
@@ -325,7 +326,7 @@ def _start_terms_fn(model: Model) -> Callable:
 def _finite_at(model, positions, data) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Which starting points have a finite log-density and gradient, and every term."""
     program = _compiled(model, "start-terms", (), lambda: _start_terms_fn(model), positions, data)
-    terms = {k: np.asarray(v) for k, v in program.run(positions, data).items()}
+    terms = {k: to_host(v) for k, v in program.run(positions, data).items()}
     finite = np.all([np.isfinite(v) for v in terms.values()], axis=0)
     return finite, terms
 
@@ -510,13 +511,13 @@ def _observed_data(data) -> dict[str, np.ndarray]:
         for key, value in leaves.items():
             sub = jax.tree_util.tree_flatten_with_path(value)[0]
             if len(sub) == 1 and not sub[0][0]:
-                flat[key] = np.asarray(sub[0][1])
+                flat[key] = to_host(sub[0][1])
             else:
                 for path, leaf in sub:
-                    flat[key + _path_name(path)] = np.asarray(leaf)
+                    flat[key + _path_name(path)] = to_host(leaf)
         return flat
     return {
-        "data" + _path_name(path): np.asarray(leaf)
+        "data" + _path_name(path): to_host(leaf)
         for path, leaf in jax.tree_util.tree_flatten_with_path(data)[0]
     }
 
@@ -547,26 +548,26 @@ def _to_datatree(model, data, trace: NutsTrace, post, attrs):
         raise ValueError(
             f"Model.derived returns {clash}, which are also parameter names; rename them."
         )
-    posterior = {k: np.asarray(v) for k, v in {**params, **derived}.items()}
-    log_lik = np.asarray(log_lik)
+    posterior = {k: to_host(v) for k, v in {**params, **derived}.items()}
+    log_lik = to_host(log_lik)
     event_ndim = log_lik.ndim - 2  # 1 for the usual (n_obs,)
     obs_dims = [OBS_DIM] if event_ndim == 1 else [f"{OBS_DIM}_dim_{i}" for i in range(event_ndim)]
-    num_steps = np.asarray(trace.num_steps)
+    num_steps = to_host(trace.num_steps)
     sample_stats = {
-        "diverging": np.asarray(trace.diverging, dtype=bool),
-        "lp": -np.asarray(trace.potential_energy),
-        "energy": np.asarray(trace.energy),
+        "diverging": np.asarray(to_host(trace.diverging), dtype=bool),
+        "lp": -to_host(trace.potential_energy),
+        "energy": to_host(trace.energy),
         "tree_depth": _tree_depth(num_steps),
         "n_steps": num_steps,
-        "acceptance_rate": np.asarray(trace.accept_prob),
-        "step_size": np.asarray(trace.step_size),
+        "acceptance_rate": to_host(trace.accept_prob),
+        "step_size": to_host(trace.step_size),
     }
     return arviz_base.from_dict(
         {
             "posterior": posterior,
             "log_likelihood": {LOG_LIKELIHOOD_VAR: log_lik},
             "sample_stats": sample_stats,
-            "log_prior": {k: np.asarray(v) for k, v in log_prior.items()},
+            "log_prior": {k: to_host(v) for k, v in log_prior.items()},
             "observed_data": _observed_data(data),
         },
         dims={LOG_LIKELIHOOD_VAR: obs_dims},
@@ -854,6 +855,9 @@ def sample(
             import numpyro; numpyro.set_host_device_count(4)   # before importing jax
             # or: XLA_FLAGS=--xla_force_host_platform_device_count=4 python script.py
 
+        Data sharded by ``mm.shard`` default to ``"vectorized"`` (each evaluation split over
+        the devices); on a multi-host run, where the data span other processes' devices,
+        ``"parallel"`` is refused.
     target_accept : float
         Target mean acceptance probability of the step-size adaptation, in (0, 1); raise it
         (0.95, 0.99) to remove divergences.
@@ -920,6 +924,13 @@ def sample(
     data = _as_arrays(data)
     check_log_likelihood(model, data)  # pointwise, checked before anything is traced
     chain_method = chain_method or _default_chain_method(num_chains, data)
+    if chain_method == "parallel" and any(spans_processes(x) for x in jax.tree.leaves(data)):
+        raise ValueError(
+            "chain_method='parallel' runs the chains on this process's devices, but the data "
+            "span other processes' devices (mm.shard on a multi-host run). Leave chain_method "
+            "to its default ('vectorized': every log-density evaluation is split over all "
+            "devices), or use 'sequential'."
+        )
     settings = NutsSettings(
         int(num_warmup), int(num_samples), float(target_accept), bool(dense_mass),
         tuple(int(d) for d in max_tree_depth) if isinstance(max_tree_depth, tuple)
@@ -956,7 +967,7 @@ def sample(
     }
     dt = _to_datatree(model, data, trace, post, attrs)
     messages = _diagnose(dt, num_chains, sampling_depth)
-    messages += _drift_messages(model, np.asarray(trace.position))
+    messages += _drift_messages(model, to_host(trace.position))
     for message in messages:
         warnings.warn(message, SamplingWarning, stacklevel=2)
     return dt

@@ -263,6 +263,22 @@ def test_same_seed_same_draws_and_progress(normal_model, normal_data, capsys):
 
 
 @pytest.mark.slow
+def test_log_likelihood_false_leaves_out_the_pointwise_group(normal_model, normal_data):
+    """The same draws without the (chain, draw, obs) group; compare_losses then says why it
+    cannot use the posterior."""
+    full = mm.sample(normal_model, normal_data, init="prior", seed=7, **FAST)
+    lean = mm.sample(normal_model, normal_data, init="prior", seed=7, log_likelihood=False,
+                     **FAST)
+    assert "log_likelihood" in full.children and "log_likelihood" not in lean.children
+    np.testing.assert_array_equal(lean.posterior["mu"], full.posterior["mu"])
+    np.testing.assert_array_equal(lean.log_prior["mu"], full.log_prior["mu"])
+    with pytest.raises(ValueError, match="has no 'log_likelihood' group"):
+        mm.compare_losses({"full": full, "lean": lean})
+    with pytest.raises(TypeError, match="log_likelihood must be True or False"):
+        mm.sample(normal_model, normal_data, log_likelihood="no", **FAST)
+
+
+@pytest.mark.slow
 def test_parallel_chains_on_host_devices():
     """With 4 host devices the default is one chain per device (shard_map)."""
     script = textwrap.dedent(

@@ -34,6 +34,7 @@ class ExperimentResult:
     seconds: float
     compile_seconds: float
     error: str | None = None
+    cpu_seconds: float = 0.0  # the process's CPU time (all its threads) during the experiment
 
 
 # -- the output folder ------------------------------------------------------------------------

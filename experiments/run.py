@@ -4,11 +4,19 @@
     python experiments/run.py                 # everything, full settings -> results/report/
     python experiments/run.py --quick         # the same claims on smaller settings (CI)
     python experiments/run.py --only gaussian_mle,quick_checks --out /tmp/report
+    python experiments/run.py --jobs 1        # in this process, one experiment at a time
 
 The folder holds report.md, report.html (self-contained: figures embedded, opens offline),
 figures/*.png, metrics.json (every number the report quotes) and manifest.json (versions,
 seed, device, seconds per experiment). It is built in a temporary folder next to --out and
 renamed into place when complete, so an interrupted run leaves the previous report whole.
+
+The experiments run in --jobs worker processes (default: 2, or 1 on a one-core machine),
+longest first: a cold run is mostly XLA compiling, which is single-threaded, so two processes
+compiling at once nearly halve it. Each worker sets JAX up as this process would (platform,
+precision, compiler flags, compilation cache); an experiment that raises, or whose worker
+dies, is an error row and the others still run. The progress lines come as each experiment
+finishes. --quick also compiles without LLVM optimization (about a third less compiling).
 
 Exit status: 0 when every claim passes; 1 when a claim fails or an experiment raises;
 2 for a usage error (nothing is run and nothing is written).
@@ -18,24 +26,41 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import multiprocessing
+import multiprocessing.connection
 import os
 import platform as platform_module
 import shlex
+import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import _report  # noqa: E402  (no JAX in these two)
+import _report  # noqa: E402  (no JAX in these three: _runner imports it when it runs)
+import _runner  # noqa: E402
 import lesson  # noqa: E402
-from lesson._common import Claim, Context  # noqa: E402
+from _runner import CompileClock  # noqa: E402, F401  (part of this module's interface)
 
 VERSIONED = ("mlemap", "jax", "jaxlib", "numpyro", "optax", "arviz", "arviz-base",
              "arviz-stats", "scikit-learn", "statsmodels", "scipy", "numpy", "matplotlib")
+
+
+def default_jobs() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
 
 
 def default_cache_dir() -> Path:
@@ -55,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true",
                         help="the same claims on smaller settings (fewer draws, fewer grid "
-                        "points, shorter chains): the CI end-to-end run")
+                        "points, shorter chains), compiled without LLVM optimization "
+                        "(XLA_FLAGS=--xla_backend_optimization_level=0, unless XLA_FLAGS sets "
+                        "the level): the CI end-to-end run")
     parser.add_argument("--only", metavar="NAME[,NAME]",
                         help="run only these experiments (comma-separated; see --list); the "
                         "report then holds only their claims")
@@ -80,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "$MLEMAP_CACHE_DIR)")
     parser.add_argument("--no-cache", action="store_true",
                         help="do not use the persistent compilation cache")
+    parser.add_argument("--jobs", metavar="N", type=_positive_int, default=default_jobs(),
+                        help="run the experiments in N worker processes, longest first "
+                        f"(default: min(2, CPU cores) = {default_jobs()} here). A cold run is "
+                        "mostly XLA compiling, which is single-threaded, so 2 nearly halve it; "
+                        "1 runs them one after the other in this process, as does --only with "
+                        "a single experiment")
     return parser
 
 
@@ -96,70 +129,28 @@ def select(parser, only: str | None) -> list[lesson.Experiment]:
     return [e for e in lesson.EXPERIMENTS if e.name in wanted]  # report order
 
 
-class CompileClock:
-    """Seconds JAX spends tracing, lowering and compiling (or loading from the persistent
-    cache), and persistent-cache hits and misses, read through ``jax.monitoring``."""
-
-    EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
-              "/jax/core/compile/jaxpr_to_mlir_module_duration",
-              "/jax/core/compile/backend_compile_duration")
-
-    def __init__(self):
-        self.seconds = 0.0
-        self.cache_hits = 0
-        self.cache_misses = 0
-
-    def on_duration(self, event, duration, **kwargs):
-        if event in self.EVENTS:
-            self.seconds += duration
-
-    def on_event(self, event, **kwargs):
-        if event == "/jax/compilation_cache/cache_hits":
-            self.cache_hits += 1
-        elif event == "/jax/compilation_cache/cache_misses":
-            self.cache_misses += 1
+def cache_dir_of(args) -> Path | None:
+    """The persistent compilation cache's folder (created), or None with --no-cache."""
+    if args.no_cache:
+        return None
+    cache_dir = (args.cache_dir or Path(os.environ.get("MLEMAP_CACHE_DIR", "") or
+                                        default_cache_dir())).expanduser().resolve()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return cache_dir
 
 
-def _jax_platform(platform: str) -> str:
-    """JAX's name for ``--platform``: "gpu" is CUDA or ROCm, whichever plugin is installed
-    (JAX's own "gpu" alias asks for both and fails when one is missing)."""
-    if platform != "gpu":
-        return platform
-    import importlib.metadata
-
-    installed = {d.metadata["Name"].lower() for d in importlib.metadata.distributions()}
-    if any(name.startswith("jax-rocm") for name in installed) and not any(
-            name.startswith("jax-cuda") for name in installed):
-        return "rocm"
-    return "cuda"
+def settings_of(args) -> dict:
+    """What an experiment, or a worker process, needs of the command line."""
+    return {"quick": args.quick, "seed": args.seed, "precision": args.precision,
+            "platform": args.platform, "cache_dir": cache_dir_of(args),
+            "xla_flags": _runner.QUICK_XLA_FLAGS if args.quick else ()}
 
 
 def configure_jax(args) -> tuple[dict, CompileClock]:
-    """Platform, precision and the compilation cache, before any JAX computation."""
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    import jax
-
-    if args.platform is not None:
-        jax.config.update("jax_platforms", _jax_platform(args.platform))
-    jax.config.update("jax_enable_x64", args.precision == "float64")
-    cache_dir = None
-    if not args.no_cache:
-        cache_dir = (args.cache_dir or Path(os.environ.get("MLEMAP_CACHE_DIR", "") or
-                                            default_cache_dir())).expanduser().resolve()
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", str(cache_dir))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    clock = CompileClock()
-    jax.monitoring.register_event_duration_secs_listener(clock.on_duration)
-    jax.monitoring.register_event_listener(clock.on_event)
-    try:
-        devices = jax.devices()
-    except (RuntimeError, AssertionError) as exc:  # AssertionError: "cuda" with no GPU visible
-        raise RuntimeError(str(exc) or "no device of this platform is visible") from None
-    device = {"platform": devices[0].platform, "device_kind": devices[0].device_kind,
-              "count": len(devices)}
-    return {"device": device, "cache_dir": None if cache_dir is None else str(cache_dir)}, clock
+    """Platform, precision, compiler flags and the compilation cache, in this process."""
+    settings = settings_of(args)
+    return _runner.configure_jax(args.platform, args.precision, settings["cache_dir"],
+                                 settings["xla_flags"])
 
 
 def versions() -> dict:
@@ -174,40 +165,206 @@ def versions() -> dict:
     return out
 
 
-def run_experiment(experiment, index, total, args, figures_dir, clock):
-    """Run one experiment; an exception becomes an error row, never a crash."""
+# -- progress lines -------------------------------------------------------------------------
+
+
+def _header(experiment, index, total):
     print(f"[{index}/{total}] {experiment.name}: {experiment.title}", flush=True)
-    ctx = Context(experiment.name, quick=args.quick, seed=args.seed,
-                  precision=args.precision, figures_dir=figures_dir,
-                  progress=lambda message: print(f"        {message}", flush=True))
-    compile_before = clock.seconds
-    start = time.perf_counter()
-    error = None
-    try:
-        experiment.load()(ctx)
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # reported in the claims table; the other experiments still run
-        error = traceback.format_exc()
-        message = f"{type(exc).__name__}: {exc}".strip()
-        ctx.claims.append(Claim(experiment.name, experiment.title, "", "", None,
-                                error=message.splitlines()[0] if message else "error"))
-    seconds = time.perf_counter() - start
-    compile_seconds = clock.seconds - compile_before
-    result = _report.ExperimentResult(
-        experiment.name, experiment.title, ctx.claims, ctx.metrics, ctx.figures, ctx.demos,
-        ctx.notes, seconds, compile_seconds, error)
-    counts = _report.summary(ctx.claims)
-    status = (f"{counts['pass']}/{counts['claims']} claims pass" if error is None
-              else f"ERROR {ctx.claims[-1].error}")
-    print(f"        {seconds:.1f} s ({compile_seconds:.1f} s compiling): {status}", flush=True)
-    if error is not None:
-        print(error, file=sys.stderr, flush=True)
-    for claim in ctx.claims:
+
+
+def _progress(message):
+    print(f"        {message}", flush=True)
+
+
+def _footer(result):
+    counts = _report.summary(result.claims)
+    status = (f"{counts['pass']}/{counts['claims']} claims pass" if result.error is None
+              else f"ERROR {result.claims[-1].error}")
+    print(f"        {result.seconds:.1f} s ({result.compile_seconds:.1f} s compiling): {status}",
+          flush=True)
+    if result.error is not None:
+        print(result.error, file=sys.stderr, flush=True)
+    for claim in result.claims:
         if claim.status == "fail":
             print(f"        FAIL: {claim.claim} ({claim.evidence}; needs {claim.tolerance})",
                   flush=True)
+
+
+# -- in this process (--jobs 1, or a single experiment) -------------------------------------
+
+
+def run_experiment(experiment, index, total, args, figures_dir, clock):
+    """Run one experiment in this process; an exception becomes an error row, never a crash."""
+    _header(experiment, index, total)
+    result, _ = _runner.execute(experiment, vars(args), figures_dir, clock, _progress)
+    _footer(result)
     return result
+
+
+def run_here(experiments, args, figures_dir, clock) -> list[_report.ExperimentResult]:
+    return [run_experiment(e, i, len(experiments), args, figures_dir, clock)
+            for i, e in enumerate(experiments, 1)]
+
+
+# -- in worker processes (--jobs N) ---------------------------------------------------------
+
+
+class SetupError(Exception):
+    """No worker process could start JAX."""
+
+
+class _Worker:
+    def __init__(self, mp, settings, number):
+        self.conn, child = mp.Pipe()
+        self.process = mp.Process(target=_runner.worker_main, args=(child, settings),
+                                  name=f"mlemap-experiments-{number}")
+        self.process.start()
+        child.close()
+        self.ready = False
+        self.task = None  # the experiment it is running
+        self.gone = False
+
+
+class WorkerPool:
+    """``jobs`` worker processes (spawned: JAX is not fork-safe), each set up as this process
+    would be, given experiments longest first and one at a time.
+
+    An experiment that raises is an error row, as in one process; a worker that dies makes
+    its experiment an error row and is replaced, so the run neither hangs nor stops.
+    """
+
+    def __init__(self, jobs: int, settings: dict):
+        self._mp = multiprocessing.get_context("spawn")
+        self._settings = settings
+        self._spawned = 0
+        self.workers = [self._spawn() for _ in range(jobs)]
+
+    def _spawn(self) -> _Worker:
+        self._spawned += 1
+        return _Worker(self._mp, self._settings, self._spawned)
+
+    def _events(self):
+        """Wait until a worker says something or dies; yield (worker, kind, payload)."""
+        live = [w for w in self.workers if not w.gone]
+        waitables = [w.conn for w in live] + [w.process.sentinel for w in live]
+        ready = multiprocessing.connection.wait(waitables)
+        for w in live:
+            if w.conn not in ready and w.process.sentinel not in ready:
+                continue
+            try:
+                while w.conn.poll():
+                    message = w.conn.recv()
+                    yield w, message[0], message[1:]
+                    if not w.process.is_alive():
+                        break
+            except (EOFError, OSError):
+                w.process.join(timeout=10)
+            if not w.process.is_alive():
+                w.process.join()
+                w.gone = True
+                code = w.process.exitcode
+                why = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0
+                       else f"exit code {code}")
+                yield w, "died", (why,)
+
+    def wait_ready(self) -> dict:
+        """The first ready worker's JAX description; SetupError when none can start."""
+        errors = []
+        while True:
+            if all(w.gone for w in self.workers):
+                raise SetupError(errors[0] if errors else "no worker process started")
+            for w, kind, payload in self._events():
+                if kind == "ready":
+                    w.ready = True
+                    return payload[0]
+                if kind == "setup-error":
+                    errors.append(payload[0])
+                elif kind == "died" and not errors:
+                    errors.append(f"a worker process died while starting JAX ({payload[0]})")
+
+    def run(self, experiments, figures_dir: Path):
+        """Yield (result, progress lines, cache counts) as each experiment finishes."""
+        queue = sorted(experiments, key=lambda e: -e.cost)
+        pending = len(experiments)
+        replacements = len(experiments)
+
+        def dispatch(w):
+            w.task = queue.pop(0) if queue else None
+            try:
+                w.conn.send(None if w.task is None else (w.task, figures_dir))
+            except OSError:  # it has just died: the task waits for another worker
+                if w.task is not None:
+                    queue.insert(0, w.task)
+                w.task = None
+
+        for w in self.workers:
+            if w.ready:
+                dispatch(w)
+        while pending:
+            if all(w.gone for w in self.workers):
+                if replacements <= 0:  # every worker dies at start: the rest are errors
+                    for e in queue:
+                        pending -= 1
+                        yield self._lost(e, "no worker process could be started"), [], {}
+                    queue.clear()
+                    return
+                replacements -= 1
+                self.workers.append(self._spawn())
+            for w, kind, payload in self._events():
+                if kind == "ready":
+                    w.ready = True
+                    dispatch(w)
+                elif kind == "done":
+                    _, result, lines, cache = payload
+                    pending -= 1
+                    yield result, lines, cache
+                    dispatch(w)
+                elif kind == "died":
+                    if w.task is not None:
+                        pending -= 1
+                        yield self._lost(w.task, f"the worker process running it died "
+                                                 f"({payload[0]})"), [], {}
+                        w.task = None
+                    if queue and replacements > 0 and not any(
+                            not x.gone and x.task is None for x in self.workers):
+                        replacements -= 1
+                        self.workers.append(self._spawn())
+
+    @staticmethod
+    def _lost(experiment, message):
+        claim = _runner.error_claim(experiment, message)
+        return _report.ExperimentResult(experiment.name, experiment.title, [claim], {}, [], [],
+                                        [], 0.0, 0.0, message)
+
+    def close(self):
+        """End every worker: one that is ready and idle is told to and given a moment, the
+        others (running an experiment, or still starting) are terminated."""
+        for w in self.workers:
+            polite = not w.gone and w.ready and w.task is None
+            if polite:
+                try:
+                    w.conn.send(None)  # a second None, after the run's, does no harm
+                except OSError:
+                    pass
+            w.process.join(timeout=5 if polite else 0)
+            if w.process.is_alive():
+                w.process.terminate()
+                w.process.join()
+            w.conn.close()
+
+
+def run_in_workers(pool, experiments, figures_dir):
+    results = {}
+    cache = {"hits": 0, "misses": 0}
+    for index, (result, lines, counts) in enumerate(pool.run(experiments, figures_dir), 1):
+        _header(result, index, len(experiments))
+        for line in lines:
+            _progress(line)
+        _footer(result)
+        results[result.name] = result
+        for key in cache:
+            cache[key] += counts.get(key, 0)
+    return [results[e.name] for e in experiments], cache
 
 
 def main(argv=None) -> int:
@@ -225,54 +382,75 @@ def main(argv=None) -> int:
     if args.no_cache and args.cache_dir is not None:
         parser.error("--cache-dir and --no-cache contradict each other; give one.")
 
+    jobs = min(args.jobs, len(experiments))
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.perf_counter()
+    pool = None
     try:
-        jax_info, clock = configure_jax(args)
-    except (RuntimeError, ValueError) as exc:
-        parser.error(f"JAX could not start on --platform {args.platform}: {exc}")
-    setup_seconds = time.perf_counter() - t0
-    print(f"mlemap experiments: {len(experiments)} to run, "
-          f"{'quick' if args.quick else 'full'} settings, seed {args.seed}, {args.precision}, "
-          f"JAX on {jax_info['device']['platform']}; report -> {out}", flush=True)
-
-    with _report.atomic_folder(out) as tmp:
-        figures_dir = tmp / "figures"
-        figures_dir.mkdir()
-        results = [run_experiment(e, i, len(experiments), args, figures_dir, clock)
-                   for i, e in enumerate(experiments, 1)]
-        total = time.perf_counter() - t0
-        manifest = {
-            "started": started.isoformat(timespec="seconds"),
-            "command": shlex.join(["python", "experiments/run.py",
-                                   *(sys.argv[1:] if argv is None else argv)]),
-            "settings": {"quick": args.quick, "seed": args.seed, "precision": args.precision,
-                         "platform": args.platform, "only": [e.name for e in experiments]},
-            "versions": versions(),
-            "device": jax_info["device"],
-            "platform": {"os": platform_module.platform(),
-                         "machine": platform_module.machine(),
-                         "cpu_count": os.cpu_count()},
-            "compilation_cache": {"dir": jax_info["cache_dir"], "hits": clock.cache_hits,
-                                  "misses": clock.cache_misses},
-            "setup_seconds": setup_seconds,
-            "total_seconds": total,
-            "experiments": {r.name: {"seconds": round(r.seconds, 3),
-                                     "compile_seconds": round(r.compile_seconds, 3),
-                                     "run_seconds": round(r.seconds - r.compile_seconds, 3),
-                                     "claims": len(r.claims),
-                                     "status": "error" if r.error else
-                                     ("fail" if any(c.status == "fail" for c in r.claims)
-                                      else "pass")}
-                            for r in results},
-        }
-        _report.write(tmp, results, manifest)
+        try:
+            if jobs == 1:
+                jax_info, clock = configure_jax(args)
+            else:
+                pool = WorkerPool(jobs, settings_of(args))
+                jax_info = pool.wait_ready()
+        except (RuntimeError, ValueError, SetupError) as exc:
+            parser.error(f"JAX could not start on --platform {args.platform}: {exc}")
+        setup_seconds = time.perf_counter() - t0
+        print(f"mlemap experiments: {len(experiments)} to run, "
+              f"{'quick' if args.quick else 'full'} settings, seed {args.seed}, "
+              f"{args.precision}, JAX on {jax_info['device']['platform']}, "
+              f"{'in this process' if pool is None else f'{jobs} worker processes'}; "
+              f"report -> {out}", flush=True)
+        with _report.atomic_folder(out) as tmp:
+            figures_dir = tmp / "figures"
+            figures_dir.mkdir()
+            if pool is None:
+                results = run_here(experiments, args, figures_dir, clock)
+                cache = {"hits": clock.cache_hits, "misses": clock.cache_misses}
+            else:
+                results, cache = run_in_workers(pool, experiments, figures_dir)
+            total = time.perf_counter() - t0
+            manifest = _manifest(argv, args, experiments, jobs, started, jax_info, cache,
+                                 setup_seconds, total, results)
+            _report.write(tmp, results, manifest)
+    finally:
+        if pool is not None:  # also on Ctrl-C and on a usage error: no worker is left behind
+            pool.close()
 
     counts = _report.summary([c for r in results for c in r.claims])
     print(f"{counts['pass']}/{counts['claims']} claims pass, {counts['fail']} fail, "
           f"{counts['error']} errors; {time.perf_counter() - t0:.1f} s; "
           f"report: {out / 'report.html'}", flush=True)
     return 0 if counts["fail"] == 0 and counts["error"] == 0 else 1
+
+
+def _manifest(argv, args, experiments, jobs, started, jax_info, cache, setup_seconds, total,
+              results) -> dict:
+    return {
+        "started": started.isoformat(timespec="seconds"),
+        "command": shlex.join(["python", "experiments/run.py",
+                               *(sys.argv[1:] if argv is None else argv)]),
+        "settings": {"quick": args.quick, "seed": args.seed, "precision": args.precision,
+                     "platform": args.platform, "only": [e.name for e in experiments],
+                     "jobs": jobs},
+        "versions": versions(),
+        "device": jax_info["device"],
+        "platform": {"os": platform_module.platform(), "machine": platform_module.machine(),
+                     "cpu_count": os.cpu_count()},
+        "compilation_cache": {"dir": jax_info["cache_dir"], **cache},
+        "xla_flags": jax_info["xla_flags"],
+        "setup_seconds": setup_seconds,
+        "total_seconds": total,
+        "experiments": {r.name: {"seconds": round(r.seconds, 3),
+                                 "compile_seconds": round(r.compile_seconds, 3),
+                                 "run_seconds": round(r.seconds - r.compile_seconds, 3),
+                                 "cpu_seconds": round(r.cpu_seconds, 3),
+                                 "claims": len(r.claims),
+                                 "status": "error" if r.error else
+                                 ("fail" if any(c.status == "fail" for c in r.claims)
+                                  else "pass")}
+                        for r in results},
+    }
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ def _load_runner():
 
 runner = _load_runner()
 _report = sys.modules["_report"]
+_runner = sys.modules["_runner"]
 lesson = sys.modules["lesson"]
 
 
@@ -82,6 +83,8 @@ def test_quick_report_contents(quick_report):
     for package in ("mlemap", "jax", "numpyro", "optax", "arviz", "scikit-learn", "statsmodels"):
         assert manifest["versions"][package], package
     assert set(manifest["experiments"]) == set(only)
+    assert manifest["settings"]["jobs"] == min(2, os.cpu_count() or 1, len(only))
+    assert "--xla_backend_optimization_level=" in manifest["xla_flags"]
     for timing in manifest["experiments"].values():
         assert timing["seconds"] >= timing["compile_seconds"] >= 0
         assert timing["status"] == "pass"
@@ -122,7 +125,7 @@ def test_help_explains_every_flag():
     result = _run("--help")
     assert result.returncode == 0
     for flag in ("--quick", "--only", "--list", "--out", "--seed", "--platform", "--precision",
-                 "--cache-dir"):
+                 "--cache-dir", "--jobs"):
         assert flag in result.stdout
 
 
@@ -154,12 +157,23 @@ def test_out_that_is_a_foreign_folder_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--bogus"], ["--precision", "float16"],
-                                  ["--platform", "abacus"], ["--seed", "x"]])
+                                  ["--platform", "abacus"], ["--seed", "x"], ["--jobs", "0"]])
 def test_bad_flags_are_usage_errors(tmp_path, args):
     result = _run(*args, "--out", tmp_path / "report")
     assert result.returncode == 2
     assert "usage:" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_quick_xla_flags_leave_a_level_that_is_set_alone(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert _runner.add_xla_flags(_runner.QUICK_XLA_FLAGS) == "--xla_backend_optimization_level=0"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=2 --xla_dump_to=/tmp/x")
+    assert _runner.add_xla_flags(_runner.QUICK_XLA_FLAGS) == (
+        "--xla_backend_optimization_level=2 --xla_dump_to=/tmp/x")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    assert _runner.add_xla_flags(_runner.QUICK_XLA_FLAGS) == (
+        "--xla_dump_to=/tmp/x --xla_backend_optimization_level=0")
 
 
 # -- in process: atomic folder, failing experiments -------------------------------------------
@@ -207,3 +221,56 @@ def test_a_raising_experiment_becomes_an_error_row(tmp_path, capsys):
     assert result.claims[-1].error == "ValueError: the data were wrong"
     assert "Traceback" in result.error
     assert "ERROR ValueError: the data were wrong" in capsys.readouterr().out
+
+
+FAKES = {
+    "passes": """
+def run(ctx):
+    ctx.check("a claim that holds", evidence="1 = 1", tolerance="exact", passed=True)
+    ctx.metric("value", 1.0)
+""",
+    "raises": """
+def run(ctx):
+    ctx.check("a claim checked before the error", evidence="1 = 1", tolerance="exact",
+              passed=True)
+    raise ValueError("the data were wrong")
+""",
+    "dies": """
+import os
+
+def run(ctx):
+    os._exit(3)
+""",
+}
+
+
+def test_workers_isolate_a_raising_and_a_dying_experiment(tmp_path, monkeypatch):
+    """With --jobs 2, an experiment that raises and one whose worker process dies are error
+    rows; the others still run (on a replacement worker), and the report is written."""
+    package = tmp_path / "fake_experiments"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name, source in FAKES.items():
+        (package / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the spawned workers get this sys.path
+    fakes = [  # the costs make the dying one start first
+        lesson.Experiment("dies", "Its worker dies", "fake_experiments.dies", cost=3),
+        lesson.Experiment("raises", "It raises", "fake_experiments.raises", cost=2),
+        lesson.Experiment("first", "It passes", "fake_experiments.passes", cost=1),
+        lesson.Experiment("second", "It passes too", "fake_experiments.passes", cost=0),
+    ]
+    monkeypatch.setattr(lesson, "EXPERIMENTS", tuple(fakes))
+    monkeypatch.setattr(lesson, "BY_NAME", {e.name: e for e in fakes})
+    out = tmp_path / "report"
+    code = runner.main(["--only", "dies,raises,first,second", "--jobs", "2", "--no-cache",
+                        "--out", str(out)])
+    assert code == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {k: v["status"] for k, v in manifest["experiments"].items()} == {
+        "dies": "error", "raises": "error", "first": "pass", "second": "pass"}
+    assert list(manifest["experiments"]) == ["dies", "raises", "first", "second"]  # report order
+    assert manifest["settings"]["jobs"] == 2
+    markdown = (out / "report.md").read_text()
+    assert "the worker process running it died (exit code 3)" in markdown
+    assert "ValueError: the data were wrong" in markdown
+    assert markdown.count("✅ pass") == 3

@@ -91,7 +91,12 @@ _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _functions(model: Model, method: str):
-    """Jitted Hessian, constrain-Jacobian and target log-density; data is an argument."""
+    """Jitted Hessian, constrain-Jacobian and draws with their log-ratios; data is an argument.
+
+    The linear algebra between them (inverse, delta method, Cholesky) is a few ``dim x dim``
+    numpy calls: run op by op in JAX, each would compile a program of its own on first use
+    (about 20 per new ``dim``, which made a cold ``laplace`` mostly compiling).
+    """
     per_model = _CACHE.setdefault(model, {})
     if method not in per_model:
         objective = log_density_fn(model, prior=(method == "map"), jacobian=(method == "map"))
@@ -102,11 +107,20 @@ def _functions(model: Model, method: str):
         def flat_constrained(u):
             return jnp.concatenate([jnp.ravel(v) for v in model.constrain(u).values()])
 
+        def draw(mean, chol, seed, data, priors, num_draws):
+            """``num_draws`` draws ``u = mean + L z`` of q: their log p - log q (up to a
+            constant, irrelevant to Pareto-k) and their constrained values."""
+            z = jax.random.normal(jax.random.key(seed), (num_draws, mean.shape[0]),
+                                  dtype=mean.dtype)
+            draws_u = mean[None, :] + z @ chol.T
+            log_q = -0.5 * jnp.sum(z * z, axis=1)
+            log_p = jax.vmap(target, in_axes=(0, None, None))(draws_u, data, priors)
+            return log_p - log_q, jax.vmap(model.constrain)(draws_u)
+
         per_model[method] = (
             jax.jit(jax.hessian(objective)),
             jax.jit(jax.jacfwd(flat_constrained)),
-            jax.jit(jax.vmap(target, in_axes=(0, None, None))),
-            jax.jit(jax.vmap(model.constrain)),
+            jax.jit(draw, static_argnames="num_draws"),
         )
     return per_model[method]
 
@@ -191,22 +205,22 @@ def laplace(
 
     data = jax.tree.map(jnp.asarray, data)
     priors_arg = dict(model.priors) if priors is None else priors
-    hessian_fn, jac_fn, target_fn, constrain_fn = _functions(model, method)
+    hessian_fn, jac_fn, draw_fn = _functions(model, method)
     mean = jnp.asarray(mode.position)
-    hessian = hessian_fn(mean, data, priors_arg)
+    hessian = np.asarray(hessian_fn(mean, data, priors_arg))
     hessian = 0.5 * (hessian + hessian.T)
     precision = -hessian
-    eig = np.linalg.eigvalsh(np.asarray(precision))
+    eig = np.linalg.eigvalsh(precision)
     # Positive definite beyond rounding: a smallest eigenvalue within 1e3 eps of the largest
     # is a singular Hessian whose inverse would be rounding noise (e.g. collinear columns,
     # which the fit reports as Status.NOT_UNIQUE).
-    eps = float(np.finfo(np.asarray(precision).dtype).eps)
+    eps = float(np.finfo(precision.dtype).eps)
     positive_definite = bool(np.all(np.isfinite(eig)) and eig.min() > 1e3 * eps * np.abs(eig).max()
                              and mode.result != Status.NOT_UNIQUE)
     dim = mean.shape[0]
     names = _unconstrained_names(model)
     if not positive_definite:
-        bad = [names[i] for i in np.flatnonzero(np.abs(np.linalg.eigh(np.asarray(precision))[1][:, 0]) > 0.3)]
+        bad = [names[i] for i in np.flatnonzero(np.abs(np.linalg.eigh(precision)[1][:, 0]) > 0.3)]
         warnings.warn(
             f"laplace: the negative Hessian of the log-density at the mode is singular or not "
             f"positive definite (smallest eigenvalue {eig.min():.3g}, direction mostly along {bad}): "
@@ -215,39 +229,34 @@ def laplace(
             "non-centered), or check the mode's status (a boundary or a saddle point).",
             LaplaceWarning, stacklevel=2)
         nan = jnp.full((dim, dim), jnp.nan)
-        return LaplaceApprox(mode, mean, nan, hessian,
+        return LaplaceApprox(mode, mean, nan, jnp.asarray(hessian),
                              {k: jnp.full(p.shape, jnp.nan) for k, p in model.params.items()},
                              None, float("nan"), jnp.full((0,), jnp.nan), False, method, names)
 
-    cov = jnp.asarray(np.linalg.inv(np.asarray(precision)))
+    cov = np.linalg.inv(precision)
     cov = 0.5 * (cov + cov.T)
     # Delta method: Cov(theta) ~ J Cov(u) J^T, J the Jacobian of the constraining map.
-    jac = jac_fn(mean)
-    se_flat = jnp.sqrt(jnp.diag(jac @ cov @ jac.T))
+    jac = np.asarray(jac_fn(mean))
+    se_flat = np.sqrt(np.diag(jac @ cov @ jac.T))
     std_errors, start = {}, 0
     for name, p in model.params.items():
         size = int(np.prod(p.shape))
-        std_errors[name] = se_flat[start:start + size].reshape(p.shape)
+        std_errors[name] = jnp.asarray(se_flat[start:start + size].reshape(p.shape))
         start += size
 
     # Draws, log q and log p, Pareto-k.
-    chol = jnp.linalg.cholesky(cov)
-    z = jax.random.normal(jax.random.key(seed), (num_draws, dim), dtype=mean.dtype)
-    draws_u = mean[None, :] + z @ chol.T
-    log_q = -0.5 * jnp.sum(z * z, axis=1)  # up to a constant, irrelevant to Pareto-k
-    log_p = target_fn(draws_u, data, priors_arg)
-    log_ratios = log_p - log_q
+    log_ratios, params = draw_fn(mean, jnp.asarray(np.linalg.cholesky(cov)), seed, data,
+                                 priors_arg, num_draws=int(num_draws))
     pareto_k = _pareto_k(np.asarray(log_ratios))
     if not np.isfinite(pareto_k) or pareto_k > 0.7:
         warnings.warn(
             f"laplace: Pareto-k of the importance ratios is {pareto_k:.2f} (> 0.7): the "
             "Gaussian is a poor approximation of this posterior. Sample it with mm.sample.",
             LaplaceWarning, stacklevel=2)
-    params = constrain_fn(draws_u)
     posterior = {k: np.asarray(v)[None] for k, v in params.items()}
     draws = arviz_base.from_dict({"posterior": posterior})
-    return LaplaceApprox(mode, mean, cov, hessian, std_errors, draws, pareto_k, log_ratios,
-                         True, method, names)
+    return LaplaceApprox(mode, mean, jnp.asarray(cov), jnp.asarray(hessian), std_errors, draws,
+                         pareto_k, log_ratios, True, method, names)
 
 
 def _pareto_k(log_ratios: np.ndarray) -> float:

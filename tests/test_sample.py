@@ -15,6 +15,7 @@ import warnings
 
 import arviz_plots
 import arviz_stats
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
@@ -24,7 +25,7 @@ import xarray as xr
 from numpyro.distributions import constraints
 
 import mlemap as mm
-from mlemap._sample import SamplingWarning
+from mlemap._sample import SamplingWarning, _initial_positions
 
 FAST = dict(num_warmup=500, num_samples=1000, num_chains=4, progress_bar=False)
 
@@ -280,7 +281,7 @@ def test_log_likelihood_false_leaves_out_the_pointwise_group(normal_model, norma
 
 @pytest.mark.slow
 def test_parallel_chains_on_host_devices():
-    """With 4 host devices the default is one chain per device (shard_map)."""
+    """With 4 host devices the default is one chain per device (shard_map), with priors=."""
     script = textwrap.dedent(
         """
         import os
@@ -288,11 +289,12 @@ def test_parallel_chains_on_host_devices():
         import jax
         jax.config.update("jax_enable_x64", True)
         import numpy as np, numpyro.distributions as dist, mlemap as mm
-        model = mm.Model({"mu": mm.Param(prior=dist.Normal(0.0, 10.0))},
+        model = mm.Model({"mu": mm.Param(prior=dist.Normal(5.0, 0.1))},
                          lambda p, d: dist.Normal(p["mu"], 1.0).log_prob(d["y"]))
         y = np.linspace(-1.0, 3.0, 25)
+        # priors= overrides the model's N(5, 0.1): an argument of the shard_map program too
         dt = mm.sample(model, {"y": y}, init="prior", num_warmup=300, num_samples=500,
-                       progress_bar=False)
+                       priors={"mu": dist.Normal(0.0, 10.0)}, progress_bar=False)
         post_mean = y.sum() / (y.size + 1e-2)
         assert dt.attrs["chain_method"] == "parallel", dt.attrs["chain_method"]
         assert abs(float(dt.posterior["mu"].mean()) - post_mean) < 0.05
@@ -362,10 +364,100 @@ def test_map_init_falls_back_with_a_warning(monkeypatch, normal_model, normal_da
     def failing_fit(*args, **kwargs):
         raise RuntimeError("no optimum")
 
-    monkeypatch.setattr("mlemap._fit.fit", failing_fit)
+    monkeypatch.setattr("mlemap._sample.fit", failing_fit)
     with pytest.warns(SamplingWarning, match="init='map': mm.fit raised RuntimeError"):
         dt = mm.sample(normal_model, normal_data, **FAST)
     assert dt.attrs["init"] == "prior"
+
+
+# --------------------------------------------------------------------------------------------
+# priors=: overrides of the model's priors, as in mm.fit
+# --------------------------------------------------------------------------------------------
+
+M1 = -1.0  # the overriding prior N(M1, s) on mu, far from the model's own N(1, 2)
+
+
+def conjugate(y, m, s):
+    """Posterior mean and sd of mu for y_i ~ N(mu, SIGMA), mu ~ N(m, s)."""
+    precision = 1 / s**2 + y.size / SIGMA**2
+    return (m / s**2 + y.sum() / SIGMA**2) / precision, precision**-0.5
+
+
+@pytest.mark.slow
+def test_priors_override_the_model_prior(normal_model, normal_data):
+    """mu ~ N(-1, 0.5) given as priors= replaces the model's N(1, 2): the draws match the
+    conjugate posterior under N(-1, 0.5) (default init="map") and the log_prior group holds
+    N(-1, 0.5)'s log-density of the draws."""
+    override = dist.Normal(M1, 0.5)
+    dt = mm.sample(normal_model, normal_data, priors={"mu": override}, **FAST)
+    assert dt.attrs["init"] == "map"
+    mean, sd = conjugate(normal_data["y"], M1, 0.5)
+    own_mean, _ = conjugate(normal_data["y"], M0, S0)
+    assert abs(mean - own_mean) > 10 * sd / np.sqrt(4000)  # the two posteriors are told apart
+    mu = dt.posterior["mu"].values
+    within_mc_error(mu, mean, sd)
+    np.testing.assert_allclose(dt.log_prior["mu"].values, override.log_prob(mu), rtol=1e-12)
+
+
+def test_priors_reach_the_starting_points(normal_model, normal_data):
+    """init="map" fits with the overriding priors; init="prior" draws from them."""
+    data = {"y": jnp.asarray(normal_data["y"])}
+    tight = {"mu": dist.Normal(jnp.asarray(M1), jnp.asarray(0.05))}
+    key = jax.random.key(0)
+    positions, used = _initial_positions(normal_model, data, tight, "map", key, 4)
+    mean, _ = conjugate(normal_data["y"], M1, 0.05)  # the MAP of the conjugate posterior
+    assert used == "map"
+    np.testing.assert_array_less(np.abs(np.asarray(positions)[:, 0] - mean), 0.1 + 1e-6)
+    far = {"mu": dist.Normal(jnp.asarray(100.0), jnp.asarray(0.01))}
+    positions, used = _initial_positions(normal_model, data, far, "prior", key, 4)
+    assert used == "prior"
+    np.testing.assert_array_less(np.abs(np.asarray(positions)[:, 0] - 100.0), 0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chain_method, init", [("vectorized", "prior"), ("sequential", "map")])
+def test_other_prior_scale_does_not_retrace(chain_method, init, normal_data):
+    """Priors are an argument of every compiled program (NUTS, start check, post-processing,
+    the MAP start): another scale of the same structure traces nothing."""
+    traces = []
+    model = normal_mean_model(counter=traces)
+    settings = dict(FAST, num_warmup=200, num_samples=300, chain_method=chain_method, init=init)
+    first, _ = recorded(
+        lambda: mm.sample(model, normal_data, priors={"mu": dist.Normal(M1, 0.1)}, **settings))
+    assert first.attrs["compile_seconds"] > 0
+    count = len(traces)
+    second, _ = recorded(
+        lambda: mm.sample(model, normal_data, priors={"mu": dist.Normal(M1, 5.0)}, **settings))
+    assert len(traces) == count, "sample() traced the model again for a new prior scale"
+    assert second.attrs["compile_seconds"] == 0
+    for dt, s in ((first, 0.1), (second, 5.0)):  # each run used its own scale
+        mean, sd = conjugate(normal_data["y"], M1, s)
+        assert abs(float(dt.posterior["mu"].mean()) - mean) < 0.25 * sd
+        np.testing.assert_allclose(dt.log_prior["mu"].values,
+                                   dist.Normal(M1, s).log_prob(dt.posterior["mu"].values),
+                                   rtol=1e-12)
+
+
+@pytest.mark.parametrize("fn", [mm.fit, mm.sample])
+@pytest.mark.parametrize(
+    "priors, error, match",
+    [
+        ({"nu": dist.Normal(0.0, 1.0)}, ValueError,
+         r"priors has unknown parameter name\(s\) \['nu'\]; the model's parameters are "
+         r"\['mu'\]"),
+        ({"mu": 1.0}, TypeError,
+         r"priors\['mu'\] must be a numpyro distribution or None \(flat\); got float"),
+        ([dist.Normal(0.0, 1.0)], TypeError,
+         "priors must be a dict name -> numpyro distribution or None; got list"),
+    ],
+)
+def test_bad_priors_give_fits_errors(fn, priors, error, match, normal_data):
+    """The same messages from fit and sample; sample raises before anything is traced."""
+    traces = []
+    with pytest.raises(error, match=match):
+        fn(normal_mean_model(counter=traces), normal_data, priors=priors)
+    if fn is mm.sample:
+        assert traces == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import xarray as xr
 
 from mlemap._fit import PointEstimate, fit
 from mlemap._laplace import LaplaceApprox
-from mlemap._model import Model, Param, log_density_fn
+from mlemap._model import Model, log_density_fn
 from mlemap._sample import LOG_LIKELIHOOD_VAR, sample
 
 __all__ = ["compare", "compare_losses", "prior_sweep", "CompareWarning"]
@@ -535,27 +535,6 @@ def compare_losses(posteriors: Mapping[str, xr.DataTree]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def _swept_model(model: Model, name: str, prior_fn) -> Model:
-    """The model with the prior on ``name`` read from the data: ``data = {"data": ...,
-    "scale": s}``.
-
-    ``mm.sample`` samples a model's own priors and compiles once per model, so a model per
-    scale would recompile NUTS (and the MAP start) at every scale. Here the scale is data,
-    an argument of one compiled program. The prior's log-density is spread evenly over the
-    pointwise log-likelihood, so that the summed log-density (all NUTS sees) is exactly
-    log-likelihood + log-prior; the pointwise values are not the model's, and are not used.
-    """
-    params = {k: (Param(p.shape, p.constraint, None) if k == name else p)
-              for k, p in model.params.items()}
-
-    def log_likelihood(params, data):
-        pointwise = model.log_likelihood(params, data["data"])
-        log_prior = jnp.sum(prior_fn(data["scale"]).log_prob(params[name]))
-        return pointwise + log_prior / pointwise.size
-
-    return Model(params, log_likelihood, None)
-
-
 def prior_sweep(
     model: Model,
     data: Any,
@@ -584,13 +563,13 @@ def prior_sweep(
     prior_fn : callable
         ``scale -> numpyro Distribution``, e.g. ``lambda s: dist.Normal(0.0, s)``. It is
         called with an array of shape ``(B, 1, ..., 1)`` (one trailing 1 per axis of the
-        parameter) for the batched fit, and with a traced scalar inside NUTS; it must be
+        parameter) for the batched fit, and with a 0-d array for each NUTS run; it must be
         JAX-traceable (no Python ``float(s)``).
     scales : array (B,)
         Prior scales, increasing (tight to flat).
     nuts_scales : array, optional
-        Scales at which to sample. The scale is passed to NUTS as data, so every scale runs
-        the same compiled program.
+        Scales at which to sample, each with ``mm.sample(..., priors={name: prior_fn(s)})``:
+        the priors are an argument of the compiled program, so every scale runs the same one.
     ci_prob : float, optional
         Posterior interval (ETI); ArviZ's default 0.89.
     num_warmup, num_samples, num_chains, seed
@@ -629,15 +608,14 @@ def prior_sweep(
     mle_values = np.concatenate([np.asarray(mle.params[k]).ravel() for k in names])
 
     means, lowers, uppers = [], [], []
-    swept = _swept_model(model, name, prior_fn)
     for i, scale in enumerate(nuts_scales):
-        swept_data = {"data": data, "scale": jnp.asarray(scale, dtype=jnp.result_type(float))}
+        prior = prior_fn(jnp.asarray(scale, dtype=jnp.result_type(float)))
         j = scales.size + i
         start = {k: np.asarray(path.params[k][j]) for k in names}
         finite = bool(path.converged[j]) and bool(np.all(np.isfinite(model.unconstrain(start))))
-        tree = sample(swept, swept_data, num_warmup=num_warmup, num_samples=num_samples,
-                      num_chains=num_chains, seed=seed + i, init=start if finite else "prior",
-                      progress_bar=False)
+        tree = sample(model, data, priors={name: prior}, num_warmup=num_warmup,
+                      num_samples=num_samples, num_chains=num_chains, seed=seed + i,
+                      init=start if finite else "prior", progress_bar=False)
         flat = _flatten_dataset(tree["posterior"].to_dataset(), names)
         ci = arviz_stats.eti(flat, prob=ci_prob, dim=list(SAMPLE_DIMS))
         means.append([float(flat[k].mean()) for k in labels])

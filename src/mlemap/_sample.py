@@ -10,11 +10,12 @@ the very function that ``log_density_fn(model, prior=True, jacobian=True)`` buil
 Laplace approximation, and maps each draw back with :math:`T` (NumPyro's ``biject_to``).
 
 The sampler is NumPyro's functional NUTS, ``numpyro.infer.hmc.hmc(potential_fn_gen=...)``:
-its ``init_kernel``/``sample_kernel`` take the data as ``model_args``, so the data is an
-*argument* of one compiled program (warm-up and sampling in two ``lax.scan`` loops), never a
-constant baked into it. Each compiled program is cached per (model, settings, shapes and
-dtypes of the data): calling :func:`sample` again on new data of the same shapes runs the
-same executable, with no tracing and no compilation.
+its ``init_kernel``/``sample_kernel`` take the data and the prior overrides (``priors=``)
+as ``model_args``, so both are *arguments* of one compiled program (warm-up and sampling in
+one ``lax.scan`` loop), never constants baked into it. Each compiled program is cached per
+(model, settings, shapes and dtypes of the data and of the priors' parameters): calling
+:func:`sample` again on new data of the same shapes, or with priors of other scales but the
+same structure, runs the same executable, with no tracing and no compilation.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from jax import lax
 from numpyro.distributions import Distribution
 from numpyro.infer.hmc import hmc
 
+from mlemap._fit import _check_priors, _merge_priors, fit
 from mlemap._model import (Model, check_log_likelihood, check_param_names, log_density_fn,
                            resolve_prior)
 from mlemap._shard import spans_processes, to_host
@@ -150,17 +152,19 @@ def _compiled(model: Model, kind: str, static: tuple, build: Callable[[], Callab
 
 
 def _potential_fn_gen(model: Model) -> Callable:
-    """``data -> (u -> -log pi(u))``: the potential energy, with the data as model_args."""
+    """``(data, priors) -> (u -> -log pi(u))``: the potential energy, with the data and the
+    prior overrides as model_args (merged over the model's own priors, as in ``mm.fit``)."""
     log_density = log_density_fn(model, prior=True, jacobian=True)
 
-    def potential_fn_gen(data):
-        return lambda position: -log_density(position, data)
+    def potential_fn_gen(data, priors):
+        merged = _merge_priors(model, priors, {})
+        return lambda position: -log_density(position, data, merged)
 
     return potential_fn_gen
 
 
 def _chains_fn(model: Model, settings: NutsSettings, batched: bool = True) -> Callable:
-    """Build ``run(rng_keys, positions, data) -> NutsTrace`` with axes ``(chain, draw, ...)``.
+    """Build ``run(rng_keys, positions, data, priors) -> NutsTrace``, axes ``(chain, draw, ...)``.
 
     ``num_warmup`` adaptation steps (dual-averaging step size, windowed mass matrix: NumPyro's
     ``warmup_adapter``, as in ``numpyro.infer.NUTS``) then ``num_samples`` recorded draws, in
@@ -171,7 +175,7 @@ def _chains_fn(model: Model, settings: NutsSettings, batched: bool = True) -> Ca
     """
     init_kernel, sample_kernel = hmc(potential_fn_gen=_potential_fn_gen(model), algo="NUTS")
 
-    def init_one(rng_key, position, data):
+    def init_one(rng_key, position, data, priors):
         return init_kernel(
             position,
             settings.num_warmup,
@@ -179,20 +183,20 @@ def _chains_fn(model: Model, settings: NutsSettings, batched: bool = True) -> Ca
             target_accept_prob=settings.target_accept,
             trajectory_length=None,
             max_tree_depth=settings.max_tree_depth,
-            model_args=(data,),
+            model_args=(data, priors),
             rng_key=rng_key,
         )
 
-    def step_one(state, data):
-        return sample_kernel(state, model_args=(data,))
+    def step_one(state, data, priors):
+        return sample_kernel(state, model_args=(data, priors))
 
     if batched:
-        init_one = jax.vmap(init_one, in_axes=(0, 0, None))
-        step_one = jax.vmap(step_one, in_axes=(0, None))
+        init_one = jax.vmap(init_one, in_axes=(0, 0, None, None))
+        step_one = jax.vmap(step_one, in_axes=(0, None, None))
 
-    def run(rng_keys, positions, data):
+    def run(rng_keys, positions, data, priors):
         def step(state, _):
-            state = step_one(state, data)
+            state = step_one(state, data, priors)
             record = NutsTrace(
                 state.z,
                 state.potential_energy,
@@ -207,7 +211,8 @@ def _chains_fn(model: Model, settings: NutsSettings, batched: bool = True) -> Ca
         # One loop over warm-up and draws (the kernel adapts while state.i < num_warmup):
         # the NUTS kernel is compiled once, not once per phase. Warm-up records are dropped.
         length = settings.num_warmup + settings.num_samples
-        _, trace = lax.scan(step, init_one(rng_keys, positions, data), None, length=length)
+        _, trace = lax.scan(step, init_one(rng_keys, positions, data, priors), None,
+                            length=length)
         trace = jax.tree.map(lambda x: x[settings.num_warmup :], trace)  # (draw, [chain], ...)
         return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trace) if batched else trace
 
@@ -231,7 +236,7 @@ def _parallel_fn(model, settings, mesh):
     return jax.shard_map(
         _chains_fn(model, settings),
         mesh=mesh,
-        in_specs=(spec, spec, jax.sharding.PartitionSpec()),
+        in_specs=(spec, spec, jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec()),
         out_specs=spec,
         check_vma=False,
     )
@@ -252,20 +257,21 @@ def _default_chain_method(num_chains: int, data) -> str:
     return "sequential" if jax.default_backend() == "cpu" else "vectorized"
 
 
-def _run_nuts(model, settings, chain_method, rng_keys, positions, data, progress):
+def _run_nuts(model, settings, chain_method, rng_keys, positions, data, priors, progress):
     """Run all chains; return (NutsTrace with leading (chain, draw) axes, compile s, run s)."""
     num_chains = positions.shape[0]
     static = (settings, chain_method)
     if chain_method == "sequential":
         program = _compiled(
             model, "nuts-chain", static, lambda: _chains_fn(model, settings, batched=False),
-            rng_keys[0], positions[0], data,
+            rng_keys[0], positions[0], data, priors,
         )
         progress(f"compiled in {program.compile_seconds:.1f} s")
         start = time.perf_counter()
         traces = []
         for c in range(num_chains):
-            traces.append(jax.block_until_ready(program.run(rng_keys[c], positions[c], data)))
+            traces.append(jax.block_until_ready(
+                program.run(rng_keys[c], positions[c], data, priors)))
             progress(f"chain {c + 1}/{num_chains} done ({time.perf_counter() - start:.1f} s)")
         trace = jax.tree.map(lambda *xs: jnp.stack(xs), *traces)
     else:
@@ -277,14 +283,16 @@ def _run_nuts(model, settings, chain_method, rng_keys, positions, data, progress
             rng_keys = jax.device_put(rng_keys, by_chain)
             positions = jax.device_put(positions, by_chain)
             data = jax.device_put(data, replicated)
+            priors = jax.device_put(priors, replicated)
             build = lambda: _parallel_fn(model, settings, mesh)  # noqa: E731
             static = static + (num_devices,)
         else:
             build = lambda: _chains_fn(model, settings)  # noqa: E731
-        program = _compiled(model, f"nuts-{chain_method}", static, build, rng_keys, positions, data)
+        program = _compiled(model, f"nuts-{chain_method}", static, build, rng_keys, positions,
+                            data, priors)
         progress(f"compiled in {program.compile_seconds:.1f} s")
         start = time.perf_counter()
-        trace = jax.block_until_ready(program.run(rng_keys, positions, data))
+        trace = jax.block_until_ready(program.run(rng_keys, positions, data, priors))
     seconds = time.perf_counter() - start
     progress(f"{num_chains} chains x ({settings.num_warmup} warm-up + {settings.num_samples} "
              f"draws) in {seconds:.1f} s")
@@ -297,18 +305,20 @@ def _run_nuts(model, settings, chain_method, rng_keys, positions, data, progress
 
 
 def _start_terms_fn(model: Model) -> Callable:
-    """Build ``terms(positions (C, dim), data) -> dict name -> (C,)`` of each finite check.
+    """Build ``terms(positions (C, dim), data, priors) -> dict name -> (C,)`` of each finite
+    check (``priors``: the overrides, merged over the model's own).
 
     The log-likelihood, each parameter's log-prior and log-Jacobian, and whether the gradient
     of the whole log-density is finite: so an error can name the term that is not finite.
     """
     log_density = log_density_fn(model, prior=True, jacobian=True)
 
-    def terms(position, data):
+    def terms(position, data, priors):
+        merged = _merge_priors(model, priors, {})
         params = model.constrain(position)
         out = {"log_likelihood": jnp.sum(model.log_likelihood(params, data))}
-        for name, param in model.params.items():
-            prior = resolve_prior(param.prior, params)
+        for name in model.params:
+            prior = resolve_prior(merged[name], params)
             if prior is not None:
                 out[f"log_prior of {name!r}"] = jnp.sum(prior.log_prob(params[name]))
         for name, u in model.unflatten(position).items():
@@ -316,17 +326,18 @@ def _start_terms_fn(model: Model) -> Callable:
             out[f"log-Jacobian of {name!r}"] = jnp.sum(
                 transform.log_abs_det_jacobian(u, transform(u))
             )
-        grad = jax.grad(log_density)(position, data)
+        grad = jax.grad(log_density)(position, data, merged)
         out["gradient"] = jnp.where(jnp.all(jnp.isfinite(grad)), 0.0, jnp.nan)
         return out
 
-    return jax.vmap(terms, in_axes=(0, None))
+    return jax.vmap(terms, in_axes=(0, None, None))
 
 
-def _finite_at(model, positions, data) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _finite_at(model, positions, data, priors) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Which starting points have a finite log-density and gradient, and every term."""
-    program = _compiled(model, "start-terms", (), lambda: _start_terms_fn(model), positions, data)
-    terms = {k: to_host(v) for k, v in program.run(positions, data).items()}
+    program = _compiled(model, "start-terms", (), lambda: _start_terms_fn(model), positions, data,
+                        priors)
+    terms = {k: to_host(v) for k, v in program.run(positions, data, priors).items()}
     finite = np.all([np.isfinite(v) for v in terms.values()], axis=0)
     return finite, terms
 
@@ -346,8 +357,10 @@ def _uniform_positions(model, rng_key, num_chains):
     )
 
 
-def _prior_positions(model, rng_key, num_chains):
-    """A draw from each proper prior (mapped to unconstrained space), U(-2, 2) where flat."""
+def _prior_positions(model, priors, rng_key, num_chains):
+    """A draw from each proper prior (the overrides ``priors`` merged over the model's own,
+    mapped to unconstrained space), U(-2, 2) where flat."""
+    merged = _merge_priors(model, priors, {})
     rows = []
     for key in jax.random.split(rng_key, num_chains):
         parts = []
@@ -355,8 +368,8 @@ def _prior_positions(model, rng_key, num_chains):
             key, sub = jax.random.split(key)
             u = None
             # A conditional (hierarchical) prior needs the others' values: start uniform.
-            if isinstance(param.prior, Distribution):
-                prior = param.prior
+            if isinstance(merged[name], Distribution):
+                prior = merged[name]
                 own = len(prior.batch_shape) + len(prior.event_shape)
                 sample_shape = param.shape[: len(param.shape) - own]
                 value = jnp.broadcast_to(prior.sample(sub, sample_shape), param.shape)
@@ -373,14 +386,13 @@ def _prior_positions(model, rng_key, num_chains):
     return jnp.stack(rows).astype(jnp.result_type(float))
 
 
-def _map_positions(model, data, rng_key, num_chains):
-    """The ``jacobian=True`` MAP (``mm.fit``) with U(-0.1, 0.1) jitter per chain, or None."""
-    from mlemap._fit import fit  # late import: _fit may import from here in the future
-
+def _map_positions(model, data, priors, rng_key, num_chains):
+    """The ``jacobian=True`` MAP (``mm.fit``, same priors) with U(-0.1, 0.1) jitter per chain,
+    or None."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a failed fit is reported below, once
-            estimate = fit(model, data, method="map", jacobian=True)
+            estimate = fit(model, data, method="map", jacobian=True, priors=priors)
     except NotImplementedError as err:
         reason = f"mm.fit is not available ({err})"
     except Exception as err:  # noqa: BLE001 - any failure of the optimizer means: fall back
@@ -428,7 +440,7 @@ def _expected_shapes(model, num_chains):
     return {name: f"{p.shape} or {(num_chains, *p.shape)}" for name, p in model.params.items()}
 
 
-def _initial_positions(model, data, init, rng_key, num_chains):
+def _initial_positions(model, data, priors, init, rng_key, num_chains):
     """Starting points ``(num_chains, dim)``, each with a finite log-density and gradient.
 
     Random starts ("map", "prior", "uniform") that are not finite are drawn again, up to
@@ -437,7 +449,7 @@ def _initial_positions(model, data, init, rng_key, num_chains):
     """
     if isinstance(init, Mapping):
         positions = _dict_positions(model, init, num_chains)
-        finite, terms = _finite_at(model, positions, data)
+        finite, terms = _finite_at(model, positions, data, priors)
         if not finite.all():
             c = int(np.flatnonzero(~finite)[0])
             raise ValueError(
@@ -449,7 +461,7 @@ def _initial_positions(model, data, init, rng_key, num_chains):
 
     if init == "map":
         map_key, rng_key = jax.random.split(rng_key)
-        positions, reason = _map_positions(model, data, map_key, num_chains)
+        positions, reason = _map_positions(model, data, priors, map_key, num_chains)
         if positions is None:
             warnings.warn(
                 f"init='map': {reason}; the chains start from init='prior' instead.",
@@ -458,14 +470,14 @@ def _initial_positions(model, data, init, rng_key, num_chains):
             )
             init = "prior"
     if init == "prior":
-        draw = lambda key: _prior_positions(model, key, num_chains)  # noqa: E731
+        draw = lambda key: _prior_positions(model, priors, key, num_chains)  # noqa: E731
     elif init == "uniform":
         draw = lambda key: _uniform_positions(model, key, num_chains)  # noqa: E731
     if init != "map":
         rng_key, sub = jax.random.split(rng_key)
         positions = draw(sub)
     for _ in range(MAX_INIT_TRIES):
-        finite, terms = _finite_at(model, positions, data)
+        finite, terms = _finite_at(model, positions, data, priors)
         if finite.all():
             return positions, init
         rng_key, sub = jax.random.split(rng_key)
@@ -486,22 +498,24 @@ def _initial_positions(model, data, init, rng_key, num_chains):
 
 
 def _postprocess_fn(model: Model, pointwise: bool = True) -> Callable:
-    """Build ``f(positions (C, S, dim), data)``: constrained params, derived, pointwise
+    """Build ``f(positions (C, S, dim), data, priors)``: constrained params, derived, pointwise
     log-likelihood ``(C, S, n_obs)`` (``None`` unless ``pointwise``) and per-parameter
-    log-prior ``(C, S)``, in one call."""
+    log-prior ``(C, S)`` under the overrides ``priors`` merged over the model's own, in one
+    call."""
 
-    def one(position, data):
+    def one(position, data, priors):
+        merged = _merge_priors(model, priors, {})
         params = model.constrain(position)
         derived = model.derived(params, data) if model.derived is not None else {}
         log_lik = model.log_likelihood(params, data) if pointwise else None
         log_prior = {}
-        for name, p in model.params.items():
-            prior = resolve_prior(p.prior, params)
+        for name in model.params:
+            prior = resolve_prior(merged[name], params)
             log_prior[name] = (jnp.sum(prior.log_prob(params[name])) if prior is not None
                                else jnp.zeros((), dtype=position.dtype))
         return params, dict(derived), log_lik, log_prior
 
-    return jax.vmap(jax.vmap(one, in_axes=(0, None)), in_axes=(0, None))
+    return jax.vmap(jax.vmap(one, in_axes=(0, None, None)), in_axes=(0, None, None))
 
 
 def _observed_data(data) -> dict[str, np.ndarray]:
@@ -800,6 +814,7 @@ def sample(
     num_samples: int = 1000,
     num_chains: int = 4,
     seed: int = 0,
+    priors: Mapping[str, Distribution | None] | None = None,
     init: str | Mapping[str, Any] = "map",
     chain_method: str | None = None,
     target_accept: float = 0.8,
@@ -836,6 +851,11 @@ def sample(
         Independent chains, each from its own starting point (>= 1).
     seed : int
         Seeds the starting points and every chain; the same seed gives the same draws.
+    priors : dict[str, Distribution | None], optional
+        Prior overrides, as in :func:`mlemap.fit`: name -> NumPyro distribution (``None``:
+        flat) replacing ``model.params[name].prior``; the other parameters keep theirs. The
+        priors are an argument of the compiled programs: priors of the same structure with
+        other parameter values (e.g. another scale) reuse them, with no tracing.
     init : {"map", "prior", "uniform"} or dict
         Starting points. ``"map"``: the ``jacobian=True`` MAP from ``mm.fit``, jittered by
         U(-0.1, 0.1) per unconstrained coordinate and chain (falls back to ``"prior"`` with a
@@ -843,7 +863,8 @@ def sample(
         parameter's prior, U(-2, 2) in unconstrained space where the prior is flat.
         ``"uniform"``: U(-2, 2) in unconstrained space for every parameter (Stan's and
         NumPyro's default). A dict of constrained values, each of the parameter's shape (one
-        start for every chain) or ``(num_chains, *shape)``.
+        start for every chain) or ``(num_chains, *shape)``. ``"map"`` fits, and ``"prior"``
+        draws from, the priors with ``priors=`` applied.
     chain_method : {None, "parallel", "vectorized", "sequential"}
         How chains run. ``None`` picks ``"parallel"`` (one chain per device, through
         ``jax.shard_map``) when ``jax.local_device_count() >= num_chains``; otherwise
@@ -893,8 +914,8 @@ def sample(
           :math:`\\log p(y_i \\mid \\theta)` (what ``arviz_stats.loo`` reads);
         - ``sample_stats``: ``diverging``, ``lp`` (:math:`\\log \\pi(u)`), ``energy``,
           ``tree_depth``, ``n_steps``, ``acceptance_rate``, ``step_size``, each ``(C, S)``;
-        - ``log_prior``: per parameter, :math:`\\sum \\log p(\\theta_k)` ``(C, S)`` (0 where
-          flat), for ``arviz_stats.psense``;
+        - ``log_prior``: per parameter, :math:`\\sum \\log p(\\theta_k)` ``(C, S)`` under
+          the priors sampled (``priors=`` applied; 0 where flat), for ``arviz_stats.psense``;
         - ``observed_data``: the data arrays;
         - attrs (root, posterior, sample_stats): ``seed``, ``num_chains``, ``num_warmup``,
           ``num_samples``, ``chain_method``, ``init``, ``target_accept``, ``dense_mass``
@@ -927,6 +948,8 @@ def sample(
     >>> dt = mm.sample(model, {"y": np.array([0.1, -0.3, 0.5])}, init="prior")
     >>> float(dt.posterior["mu"].mean())  # doctest: +SKIP
     0.097
+    >>> dt = mm.sample(model, {"y": np.array([0.1, -0.3, 0.5])},
+    ...                priors={"mu": dist.Normal(0.0, 0.5)})  # doctest: +SKIP
     """
     if not isinstance(model, Model):
         raise TypeError(f"model must be an mlemap.Model; got {type(model).__name__}.")
@@ -934,8 +957,10 @@ def sample(
                      chain_method, init, seed)
     if not isinstance(log_likelihood, bool | np.bool_):
         raise TypeError(f"log_likelihood must be True or False; got {log_likelihood!r}.")
+    priors, _ = _check_priors(model, priors, False)  # fit's checks and messages
     progress = _progress_printer(progress_bar)
     data = _as_arrays(data)
+    priors = _as_arrays(priors)  # the distributions' parameters as arrays of fixed dtypes
     check_log_likelihood(model, data)  # pointwise, checked before anything is traced
     chain_method = chain_method or _default_chain_method(num_chains, data)
     if chain_method == "parallel" and any(spans_processes(x) for x in jax.tree.leaves(data)):
@@ -952,18 +977,18 @@ def sample(
     )
 
     init_key, chains_key = jax.random.split(jax.random.key(int(seed)))
-    positions, init_used = _initial_positions(model, data, init, init_key, num_chains)
+    positions, init_used = _initial_positions(model, data, priors, init, init_key, num_chains)
     chain_keys = jax.random.split(chains_key, num_chains)
 
     trace, compile_seconds, sampling_seconds = _run_nuts(
-        model, settings, chain_method, chain_keys, positions, data, progress
+        model, settings, chain_method, chain_keys, positions, data, priors, progress
     )
     pointwise = bool(log_likelihood)
     post_program = _compiled(
         model, "postprocess", (pointwise,), lambda: _postprocess_fn(model, pointwise),
-        trace.position, data,
+        trace.position, data, priors,
     )
-    post = post_program.run(trace.position, data)
+    post = post_program.run(trace.position, data, priors)
 
     sampling_depth = max_tree_depth[1] if isinstance(max_tree_depth, tuple) else max_tree_depth
     attrs = {

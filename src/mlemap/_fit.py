@@ -1163,7 +1163,9 @@ def fit(
     if solver == "lbfgs" and model.dim <= _MAX_POLISH_DIM and stopped_short.any():
         polish = _polish_fn(model, method, jacobian, batch_data, batch_priors)
         out = polish(u0, out, data, fixed_priors, batched_priors, tol_array)
-    out = jax.tree.map(lambda a: np.asarray(a) if isinstance(a, jax.Array) else a, out)
+    params = out.params  # stays on the device; the rest is read on the host
+    out = jax.tree.map(lambda a: np.asarray(a) if isinstance(a, jax.Array) else a,
+                       out._replace(params={}))
     batched = batch_data or batch_priors
     n_obs = int(np.ravel(out.n_obs)[0])  # from the compiled call: no extra trace
 
@@ -1198,7 +1200,6 @@ def fit(
         if any(flat):
             results = [(Status.NOT_UNIQUE, flat[i], p) if r == Status.CONVERGED and flat[i]
                        else (r, m, p) for i, (r, m, p) in enumerate(results)]
-    params = {k: jnp.asarray(v) for k, v in out.params.items()}
     for i in np.flatnonzero(~plain):
         snapped = results[i][2]
         if snapped is not None:

@@ -223,9 +223,11 @@ def _make_core(model, method, jacobian, optimizer, prox_names, unit_first_step=F
                 model, log_density, u0, data, priors, prox_names, n, tol, max_steps
             )
         elif optimizer is None:  # the exact-Hessian Newton solver, for a few parameters
-            x, grad_norm, step, code = newton(
+            x, grad_norm, step, code, hessian = newton(
                 lambda u: -log_density(u, data, priors) / n, u0, tol, rtol, max_steps
             )
+            return _finish(model, log_density, u0, x, data, priors, grad_norm, step, code,
+                           hessian=hessian)
         else:
             x, grad_norm, step, code = _quasi_newton(
                 optimizer, lambda u: -log_density(u, data, priors) / n, u0, tol, rtol, max_steps,
@@ -253,7 +255,7 @@ def _make_polish(model, method, jacobian):
     return polish
 
 
-def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code):
+def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code, hessian=None):
     """The end point's report, with the ray test: does the log-density keep increasing along
     the direction travelled, ``x + s d`` and ``x + 2 s d``?
 
@@ -272,7 +274,8 @@ def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code):
         lambda u: (log_density(u, data, priors), jnp.sum(pointwise(u, data))))(points)
     n = max(1, _n_obs(model, u0, data))
     if _checks_uniqueness(model.dim, n):  # for the uniqueness check (_flat_directions)
-        hessian = jax.hessian(lambda u: -log_density(u, data, priors) / n)(x)
+        if hessian is None:  # Newton's own, of the same F at x, is reused when given
+            hessian = jax.hessian(lambda u: -log_density(u, data, priors) / n)(x)
     else:
         hessian = jnp.zeros((0, 0), x.dtype)
     return _Out(

@@ -48,6 +48,19 @@ import pytest
 pytestmark = pytest.mark.slow  # one subprocess: ~40 s (compiles fit and three NUTS programs)
 # and the multi-host pair of processes: ~65 s of CPU together (75-95 s wall on 2 busy cores)
 
+# The logistic regression both scripts fit: n = 400 rows (100 per device), d = 5.
+PROBLEM = textwrap.dedent(
+    """
+    rng = np.random.default_rng(20261128)
+    n, d = 400, 5
+    X = rng.normal(size=(n, d))
+    beta = rng.normal(scale=0.5, size=d)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(X @ beta + 0.3)))).astype(float)
+    model, data = mm.glm(X, y, family=mm.families.bernoulli(),
+                         prior=mm.priors.from_logistic(1.0))
+    """
+)
+
 SCRIPT = textwrap.dedent(
     r"""
     import json, warnings
@@ -67,13 +80,9 @@ SCRIPT = textwrap.dedent(
     devices = jax.devices()
     assert len(devices) == 4, devices
 
-    rng = np.random.default_rng(20261128)
-    n, d = 400, 5
-    X = rng.normal(size=(n, d))
-    beta = rng.normal(scale=0.5, size=d)
-    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(X @ beta + 0.3)))).astype(float)
-    model, data = mm.glm(X, y, family=mm.families.bernoulli(),
-                         prior=mm.priors.from_logistic(1.0))
+    """
+) + PROBLEM + textwrap.dedent(
+    r"""
     sharded = mm.shard(data)
     out = {}
 
@@ -232,13 +241,9 @@ MULTIHOST_SCRIPT = textwrap.dedent(
     assert jax.config.jax_enable_x64
     assert jax.process_count() == 2 and len(jax.devices()) == 4 and jax.local_device_count() == 2
 
-    rng = np.random.default_rng(20261128)
-    n, d = 400, 5
-    X = rng.normal(size=(n, d))
-    beta = rng.normal(scale=0.5, size=d)
-    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(X @ beta + 0.3)))).astype(float)
-    model, data = mm.glm(X, y, family=mm.families.bernoulli(),
-                         prior=mm.priors.from_logistic(1.0))
+    """
+) + PROBLEM + textwrap.dedent(
+    r"""
     settings = dict(num_warmup=40, num_samples=50, num_chains=2, seed=3, progress_bar=False)
 
     def summary(est=None, lap=None, dt=None):

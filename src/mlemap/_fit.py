@@ -218,6 +218,7 @@ def _make_core(model, method, jacobian, optimizer, prox_names, unit_first_step=F
     def core(u0, data, fixed_priors, batched_priors, tol, rtol, max_steps):
         priors = _merge_priors(model, fixed_priors, batched_priors)
         n = max(1, _n_obs(model, u0, data))
+        hessian = None  # at x, when the solver has it (Newton); else _finish computes it
         if prox_names:
             x, grad_norm, step, code = _fista(
                 model, log_density, u0, data, priors, prox_names, n, tol, max_steps
@@ -226,14 +227,13 @@ def _make_core(model, method, jacobian, optimizer, prox_names, unit_first_step=F
             x, grad_norm, step, code, hessian = newton(
                 lambda u: -log_density(u, data, priors) / n, u0, tol, rtol, max_steps
             )
-            return _finish(model, log_density, u0, x, data, priors, grad_norm, step, code,
-                           hessian=hessian)
         else:
             x, grad_norm, step, code = _quasi_newton(
                 optimizer, lambda u: -log_density(u, data, priors) / n, u0, tol, rtol, max_steps,
                 unit_first_step=unit_first_step,
             )
-        return _finish(model, log_density, u0, x, data, priors, grad_norm, step, code)
+        return _finish(model, log_density, u0, x, data, priors, grad_norm, step, code,
+                       hessian=hessian)
 
     return core
 

@@ -295,6 +295,36 @@ def test_batched_datasets_equal_separate_fits(rng):
         np.testing.assert_allclose(batched.params["beta"][b], one.params["beta"], atol=1e-8)
 
 
+def test_newton_backtracks_alike_under_vmap_and_in_a_loop():
+    """The two forms of Newton's line search (derivatives at every trial under vmap; value-only
+    trials and a cond in a loop of problems) take the same steps. The pseudo-Huber objective
+    sum(sqrt(1 + u^2)) has its minimum at 0, and from |u| > 1 the full Newton step
+    -u (1 + u^2) overshoots, so these starts backtrack."""
+    import jax
+
+    from mlemap._newton import GRAD, newton
+
+    def objective(u):
+        return jnp.sum(jnp.sqrt(1.0 + u * u))
+
+    starts = jnp.array([[0.5, -0.3], [3.0, -2.0], [10.0, 0.1], [-40.0, 25.0]])
+    tol = 1e-10
+
+    def solve(vectorized):
+        return lambda u0: newton(objective, u0, tol, 0.0, 100, vectorized=vectorized)
+
+    mapped = jax.jit(jax.vmap(solve(True)))(starts)
+    looped = jax.jit(lambda s: jax.lax.map(solve(False), s))(starts)
+    for a, b in zip(mapped, looped):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-15)
+    position, grad_norm, steps, code, hessian = looped
+    assert np.all(np.asarray(code) == GRAD) and np.all(np.asarray(grad_norm) <= tol)
+    np.testing.assert_allclose(position, 0.0, atol=tol)
+    np.testing.assert_allclose(hessian, np.broadcast_to(np.eye(2), (4, 2, 2)), atol=1e-12)
+    # The first start converges without backtracking in few steps; the far ones needed halving.
+    assert int(steps[0]) <= 4 and int(steps[-1]) > int(steps[0])
+
+
 def test_default_lbfgs_takes_the_steps_of_scipys_lbfgsb(rng):
     """fit's L-BFGS starts with a step of length 1 as L-BFGS-B does (scipy, scikit-learn's
     lbfgs), not optax's shorter -min(1, 1/|g|) g: after 1, 2 and all iterations its iterates

@@ -208,10 +208,12 @@ def _n_obs(model: Model, position, data) -> int:
     return math.prod(shape)
 
 
-def _make_core(model, method, jacobian, optimizer, prox_names, unit_first_step=False):
+def _make_core(model, method, jacobian, optimizer, prox_names, unit_first_step=False,
+               vectorized=False):
     """The un-jitted solve for one problem: ``core(u0, data, fixed, batched, tol, rtol, steps)``.
 
-    ``unit_first_step``: for the default L-BFGS, see :func:`_quasi_newton`.
+    ``unit_first_step``: for the default L-BFGS, see :func:`_quasi_newton`. ``vectorized``:
+    the solve will be mapped with ``jax.vmap`` (see :func:`newton`).
     """
     log_density = log_density_fn(model, prior=(method == "map"), jacobian=jacobian)
 
@@ -225,7 +227,8 @@ def _make_core(model, method, jacobian, optimizer, prox_names, unit_first_step=F
             )
         elif optimizer is None:  # the exact-Hessian Newton solver, for a few parameters
             x, grad_norm, step, code, hessian = newton(
-                lambda u: -log_density(u, data, priors) / n, u0, tol, rtol, max_steps
+                lambda u: -log_density(u, data, priors) / n, u0, tol, rtol, max_steps,
+                vectorized=vectorized,
             )
         else:
             x, grad_norm, step, code = _quasi_newton(
@@ -527,6 +530,11 @@ def _compiled(model, key, build):
     return per_model[key]
 
 
+def _maps_with_vmap() -> bool:
+    """Whether :func:`_over_batch` maps with ``jax.vmap`` (accelerators) or ``lax.map`` (CPU)."""
+    return jax.default_backend() != "cpu"
+
+
 def _over_batch(solve, in_axes):
     """``solve`` mapped over the leading (batch) axis of the arguments whose ``in_axes`` is 0.
 
@@ -537,7 +545,7 @@ def _over_batch(solve, in_axes):
     ``while_loop`` runs until the slowest one stops. Ridge (Newton): 64 -> 32 ms; logistic
     (Newton, 4-6 steps): 370 -> 145 ms. The results agree to round-off (1e-15).
     """
-    if jax.default_backend() != "cpu":
+    if _maps_with_vmap():
         return jax.vmap(solve, in_axes=in_axes)
 
     def looped(*args):
@@ -556,9 +564,11 @@ def _solver_fn(model, method, jacobian, optimizer, prox_names, batch_data, batch
     key = ("solve", method, jacobian, optimizer, prox_names, batch_data, batch_priors)
 
     def build():
+        batched = batch_data or batch_priors
         fn = _make_core(model, method, jacobian, optimizer.optimizer, prox_names,
-                        unit_first_step=optimizer.key == "lbfgs")  # the default, not a user's
-        if batch_data or batch_priors:
+                        unit_first_step=optimizer.key == "lbfgs",  # the default, not a user's
+                        vectorized=batched and _maps_with_vmap())
+        if batched:
             fn = _over_batch(fn, (None, 0 if batch_data else None, None,
                                   0 if batch_priors else None, None, None, None))
         return jax.jit(fn)

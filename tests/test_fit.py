@@ -6,6 +6,7 @@ Expected numbers come from scikit-learn 1.9 (run here, with tight tolerances), n
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
@@ -401,6 +402,20 @@ def test_nonfinite_start_is_an_error():
     data = {"x": jnp.array([0.0, 1.0]), "y": jnp.array([1.0, 2.0])}  # rate * 0 = 0, y = 1
     with pytest.raises(ValueError, match="initial point is -inf"):
         mm.fit(model, data)
+    # Once the solver has run on these shapes, the check is its own value at the start: the
+    # same error, single and batched.
+    good = {"x": jnp.array([0.5, 1.0]), "y": jnp.array([1.0, 2.0])}
+    assert mm.fit(model, good).converged
+    with pytest.raises(ValueError, match="initial point is -inf"):
+        mm.fit(model, data)
+    stacked = jax.tree.map(lambda a, b: jnp.stack([a, b, a]), good, data)
+    for _ in range(2):  # cold, then warm
+        with pytest.raises(ValueError, match="initial point is -inf"):
+            mm.fit(model, stacked, batch="data")
+    assert np.all(mm.fit(model, jax.tree.map(lambda a: jnp.stack([a, a, a]), good),
+                         batch="data").converged)
+    with pytest.raises(ValueError, match="initial point is -inf"):
+        mm.fit(model, stacked, batch="data")
 
 
 def test_bad_data_and_arguments(small_glm):

@@ -49,8 +49,8 @@ import optax
 from numpyro.distributions import Distribution, Laplace
 from numpyro.distributions.transforms import IdentityTransform
 
-from mlemap._model import (Model, check_log_likelihood, check_param_names, log_density_fn,
-                           pointwise_log_likelihood_fn)
+from mlemap._model import (Model, _data_signature, check_log_likelihood, check_param_names,
+                           log_density_fn, pointwise_log_likelihood_fn)
 from mlemap._newton import GRAD, MAX, NONFINITE, REL, RUNNING, newton
 from mlemap._newton import MAX_DIM as NEWTON_MAX_DIM
 from mlemap._shard import count_nonfinite, spans_processes
@@ -159,6 +159,7 @@ class _Out(NamedTuple):
     num_steps: Array  # () int
     code: Array  # () int, raw exit code
     ray: Array  # (3,) log-density at u*, u* + s d, u* + 2 s d
+    start: Array  # () log-density at the initial point u0
     direction: Array  # (dim,) unit direction travelled
     n_obs: Array  # () int, length of the pointwise log-likelihood
     hessian: Array  # (dim, dim) of F = -log_density / n at the end point; (0, 0) when not
@@ -262,9 +263,9 @@ def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code, hess
     """The end point's report, with the ray test: does the log-density keep increasing along
     the direction travelled, ``x + s d`` and ``x + 2 s d``?
 
-    The three points are one batch (``vmap``), and the log-likelihood at ``x`` is taken with
-    them: for a GLM the three linear predictors become one matrix-matrix product, a single
-    pass over ``X`` instead of four.
+    The three points and the start ``u0`` are one batch (``vmap``), and the log-likelihood at
+    ``x`` is taken with them: for a GLM the four linear predictors become one matrix-matrix
+    product, a single pass over ``X`` instead of five.
     """
     pointwise = pointwise_log_likelihood_fn(model)
     d = x - u0
@@ -272,9 +273,10 @@ def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code, hess
     direction = jnp.where(dist > 0, d / jnp.where(dist > 0, dist, 1.0), 0.0)
     s = jnp.maximum(dist, 1.0)
     steps = jnp.arange(3, dtype=x.dtype)[:, None] * s  # (3, 1): x, x + s d, x + 2 s d
-    points = x[None, :] + steps * direction[None, :]
-    ray, log_likelihoods = jax.vmap(
+    points = jnp.concatenate([x[None, :] + steps * direction[None, :], u0[None, :]])
+    values, log_likelihoods = jax.vmap(
         lambda u: (log_density(u, data, priors), jnp.sum(pointwise(u, data))))(points)
+    ray = values[:3]
     n = max(1, _n_obs(model, u0, data))
     if _checks_uniqueness(model.dim, n):  # for the uniqueness check (_flat_directions)
         if hessian is None:  # Newton's own, of the same F at x, is reused when given
@@ -290,6 +292,7 @@ def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code, hess
         num_steps=step,
         code=code,
         ray=ray,
+        start=values[3],
         direction=direction,
         n_obs=jnp.asarray(_n_obs(model, u0, data), jnp.int32),
         hessian=hessian,
@@ -611,6 +614,25 @@ def _initial_value_fn(model, method, jacobian, batch_data, batch_priors):
 # --------------------------------------------------------------------------------------------
 
 
+def _check_start(start: np.ndarray) -> None:
+    """Raise when the log-density at the initial point (one value per problem) is not finite."""
+    bad = ~np.isfinite(np.ravel(start))
+    if bad.any():
+        raise ValueError(
+            f"The log-density at the initial point is {np.ravel(start)[bad][0]} (not finite). "
+            "Give init= with values where the likelihood and prior are positive (e.g. inside "
+            "every prior's support, with a linear predictor that does not overflow)."
+        )
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """True when ``arr`` has no NaN or infinity; False may also mean that its sum of squares
+    overflowed (then count exactly). One BLAS dot: a tenth of ``np.isfinite`` on a batch of
+    1000 datasets of 200 x 10 (0.17 against 0.78 ms)."""
+    flat = np.ravel(arr)
+    return bool(np.isfinite(np.dot(flat, flat)))
+
+
 def _check_data(data, batch_data: bool) -> tuple[Any, int | None]:
     leaves_with_path = jax.tree_util.tree_flatten_with_path(data)[0]
     sizes = set()
@@ -625,6 +647,7 @@ def _check_data(data, batch_data: bool) -> tuple[Any, int | None]:
         bad = 0
         if np.issubdtype(arr.dtype, np.floating):
             bad = (count_nonfinite(arr) if distributed
+                   else 0 if _all_finite(arr)
                    else arr.size - int(np.count_nonzero(np.isfinite(arr))))
         if bad:
             raise ValueError(
@@ -801,7 +824,8 @@ def _clearly_nonsingular(hessian, ratio) -> bool:
 
 def _flat_directions(model, method, jacobian, batch_data, batch_priors, positions, data,
                      fixed_priors, batched_priors, log_density, n_obs, hessian):
-    """For each end point, ``None`` or a message: the objective is flat along a direction.
+    """``{batch index: message}`` for the end points where the objective is flat along a
+    direction (empty for most batches).
 
     Criterion, in two steps. (1) A candidate: the Hessian :math:`H` of the per-observation
     objective :math:`F` at the end point has :math:`\\lambda_{\\min} \\le \\sqrt{\\epsilon}\\,
@@ -824,11 +848,11 @@ def _flat_directions(model, method, jacobian, batch_data, batch_priors, position
     hessian = 0.5 * (hessian + np.swapaxes(hessian, -1, -2))
     finite = np.all(np.isfinite(hessian), axis=(-1, -2))
     if np.all(finite) and _clearly_nonsingular(hessian, np.sqrt(eps)):
-        return [None] * len(x)
+        return {}
     eig, vec = np.linalg.eigh(np.where(finite[:, None, None], hessian, 0.0))
     scale = np.max(np.abs(eig), axis=-1)
     candidate = finite & (eig[:, 0] <= np.sqrt(eps) * scale)
-    messages = [None] * len(x)
+    messages = {}
     if not candidate.any():
         return messages
     v = vec[:, :, 0]  # (B, dim), the eigenvector of the smallest eigenvalue
@@ -1164,18 +1188,18 @@ def fit(
     opt = None if solver == "newton" else (optax.lbfgs() if optimizer is None else optimizer)
     opt_key = solver if optimizer is None else optimizer
 
-    # A start where the log-density is not finite: say so before compiling the solver.
-    start = np.asarray(_initial_value_fn(model, method, jacobian, batch_data, batch_priors)(
-        u0, data, fixed_priors, batched_priors))
-    if not np.all(np.isfinite(start)):
-        raise ValueError(
-            f"The log-density at the initial point is {start.ravel()[~np.isfinite(start.ravel())][0]} "
-            "(not finite). Give init= with values where the likelihood and prior are positive "
-            "(e.g. inside every prior's support, with a linear predictor that does not overflow)."
-        )
-
     solve = _solver_fn(model, method, jacobian, _OptKey(opt_key, opt), prox_names,
                        batch_data, batch_priors)
+    # A start where the log-density is not finite: said before the solver is compiled, by a
+    # small program of its own. Once the solver has run on these shapes, its own value at the
+    # start (_Out.start) is checked instead, sparing a pass over the data.
+    solved = _CACHE[model].setdefault("solved", set())  # (program, data, priors layouts)
+    signature = (solve, _data_signature(data), _data_signature((fixed_priors, batched_priors)))
+    warm = signature in solved
+    if not warm:
+        _check_start(np.asarray(_initial_value_fn(model, method, jacobian, batch_data,
+                                                  batch_priors)(u0, data, fixed_priors,
+                                                                batched_priors)))
     # numpy scalars: jit takes them as arguments without a dispatch of their own.
     tol_array = np.asarray(tol, u0.dtype)
     out = solve(u0, data, fixed_priors, batched_priors, tol_array,
@@ -1184,9 +1208,13 @@ def fit(
     if solver == "lbfgs" and model.dim <= _MAX_POLISH_DIM and stopped_short.any():
         polish = _polish_fn(model, method, jacobian, batch_data, batch_priors)
         out = polish(u0, out, data, fixed_priors, batched_priors, tol_array)
-    params = out.params  # stays on the device; the rest is read on the host
+    params, position = out.params, out.position  # stay on the device; the rest is read here
     out = jax.tree.map(lambda a: np.asarray(a) if isinstance(a, jax.Array) else a,
                        out._replace(params={}))
+    start = out.start
+    if warm:
+        _check_start(start)
+    solved.add(signature)
     batched = batch_data or batch_priors
     n_obs = int(np.ravel(out.n_obs)[0])  # from the compiled call: no extra trace
 
@@ -1199,37 +1227,32 @@ def fit(
     improving, stalled, noise = _end_point_flags(codes, rays, directions, grad_norms, starts, tol)
     plain = np.isin(codes, (_GRAD, _REL)) & ~improving & ~stalled
 
-    def one(i):
-        status, message, boundary = _classify(
+    size = codes.shape[0] if batched else None
+    # Statuses and messages as object arrays: the plain converged ones in one assignment, the
+    # others one by one (a batch of 1000 costs ~1 ms here).
+    statuses = np.full(codes.shape[0], Status.CONVERGED, dtype=object)
+    messages = np.empty(codes.shape[0], dtype=object)
+    messages[plain] = _converged_messages(
+        codes[plain].tolist(), steps[plain].tolist(), grad_norms[plain].tolist(), tol, rtol)
+    snapped = {}
+    for i in np.flatnonzero(~plain):
+        statuses[i], messages[i], boundary = _classify(
             model, int(codes[i]), rays[i], directions[i], float(grad_norms[i]), int(steps[i]),
             tol, rtol, max_steps, float(starts[i]), improving[i], stalled[i], noise[i])
-        params = None
-        if status == Status.BOUNDARY:
-            params = _snap_to_boundary(model, positions[i], directions[i], boundary)
-        return status, message, params
-
-    size = codes.shape[0] if batched else None
-    converged_messages = iter(_converged_messages(
-        codes[plain].tolist(), steps[plain].tolist(), grad_norms[plain].tolist(), tol, rtol))
-    results = [(Status.CONVERGED, next(converged_messages), None) if ok else one(i)
-               for i, ok in enumerate(plain.tolist())]
-    if solver != "proximal" and _checks_uniqueness(model.dim, max(n_obs, 1)) and any(
-            r[0] == Status.CONVERGED for r in results):
+        if statuses[i] == Status.BOUNDARY:
+            snapped[i] = _snap_to_boundary(model, positions[i], directions[i], boundary)
+    converged = statuses == Status.CONVERGED
+    if solver != "proximal" and _checks_uniqueness(model.dim, max(n_obs, 1)) and converged.any():
         # A converged maximum may still be one of many (a flat ridge): see _flat_directions.
         flat = _flat_directions(model, method, jacobian, batch_data, batch_priors,
                                 out.position, data, fixed_priors, batched_priors,
                                 out.log_density, np.maximum(out.n_obs, 1), out.hessian)
-        if any(flat):
-            results = [(Status.NOT_UNIQUE, flat[i], p) if r == Status.CONVERGED and flat[i]
-                       else (r, m, p) for i, (r, m, p) in enumerate(results)]
-    for i in np.flatnonzero(~plain):
-        snapped = results[i][2]
-        if snapped is not None:
-            params = {k: (v.at[i].set(snapped[k]) if batched else snapped[k])
-                      for k, v in params.items()}
-    statuses = tuple(r[0] for r in results)
-    messages = tuple(r[1] for r in results)
-    converged = np.array([s == Status.CONVERGED for s in statuses])
+        for i, message in flat.items():
+            if converged[i]:
+                statuses[i], messages[i], converged[i] = Status.NOT_UNIQUE, message, False
+    for i, point in snapped.items():
+        params = {k: (v.at[i].set(point[k]) if batched else point[k]) for k, v in params.items()}
+    statuses, messages = tuple(statuses.tolist()), tuple(messages.tolist())
     scalar = (lambda a: a) if batched else (lambda a: a.item())
     estimate = PointEstimate(
         params=params,
@@ -1242,7 +1265,7 @@ def fit(
         jacobian=jacobian,
         status=messages if batched else messages[0],
         result=statuses if batched else statuses[0],
-        position=jnp.asarray(out.position),
+        position=position,
         n_obs=n_obs,
         solver=solver,
     )

@@ -6,10 +6,10 @@ line-search steps. Under ``vmap`` (a batch of small fits) the difference is larg
 every batch member waits for the slowest one's loop, and the zoom line search's branches all
 run. optax has no second-order method, hence this loop.
 
-Each step solves with the Hessian by Cholesky; where the Hessian is not positive definite
-(not convex there) the step is steepest descent scaled by the largest curvature. Then it
-backtracks (Armijo) from the full step. Cholesky rather than an eigen-decomposition: batched
-over a thousand small fits on a CPU, ``eigh`` took 40x longer.
+Each step solves with the Hessian (elimination that also tells whether it is positive
+definite); where it is not (not convex there) the step is steepest descent scaled by the
+largest curvature. Then it backtracks (Armijo) from the full step. No eigen-decomposition:
+batched over a thousand small fits on a CPU, ``eigh`` took 40x longer than Cholesky.
 
 The value, gradient and Hessian at the full step are computed together: the full step is
 nearly always accepted, and then they are the next step's. Only a backtracked step needs
@@ -62,13 +62,35 @@ def _value_grad_hessian(objective):
     return value_grad_hessian
 
 
+def _solve_positive_definite(matrix, rhs):
+    """``(matrix^{-1} rhs, positive_definite)`` for a symmetric ``matrix (dim, dim)``.
+
+    Gauss-Jordan elimination without pivoting, unrolled over the ``dim`` columns. For a
+    positive definite matrix it is as stable as Cholesky (no growth), and its pivots are the
+    ratios of consecutive leading principal minors, so all of them are positive exactly when
+    the matrix is positive definite (Sylvester's criterion): the test comes with the solve.
+    Written out because LAPACK's Cholesky and two triangular solves are three library calls
+    per step: 3.3 us for dim = 11 on a CPU against 0.8 us here, and a batched fit's Newton
+    step was spending more on them than on the gradient.
+    """
+    dim = matrix.shape[0]
+    augmented = jnp.concatenate([matrix, rhs[:, None]], axis=1)  # (dim, dim + 1)
+    smallest_pivot = jnp.asarray(jnp.inf, matrix.dtype)
+    for k in range(dim):
+        pivot = augmented[k, k]
+        smallest_pivot = jnp.minimum(smallest_pivot, pivot)
+        row = augmented[k] / pivot
+        augmented = (augmented - jnp.outer(augmented[:, k], row)).at[k].set(row)
+    return augmented[:, dim], smallest_pivot > 0
+
+
 def _direction(hessian, grad):
     """``-H^{-1} g`` when ``H`` is positive definite, else ``-g / max |H_jj|``."""
     hessian = 0.5 * (hessian + hessian.T)
-    factor = jnp.linalg.cholesky(hessian)
-    newton_step = -jax.scipy.linalg.cho_solve((factor, True), grad)
+    solution, positive_definite = _solve_positive_definite(hessian, grad)
+    newton_step = -solution
     scale = jnp.maximum(jnp.max(jnp.abs(jnp.diag(hessian)), initial=0.0), 1.0)
-    ok = jnp.all(jnp.isfinite(newton_step)) & (jnp.dot(grad, newton_step) < 0)
+    ok = positive_definite & jnp.all(jnp.isfinite(newton_step)) & (jnp.dot(grad, newton_step) < 0)
     return jnp.where(ok, newton_step, -grad / scale)
 
 

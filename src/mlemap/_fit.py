@@ -625,14 +625,6 @@ def _check_start(start: np.ndarray) -> None:
         )
 
 
-def _all_finite(arr: np.ndarray) -> bool:
-    """True when ``arr`` has no NaN or infinity; False may also mean that its sum of squares
-    overflowed (then count exactly). One BLAS dot: a tenth of ``np.isfinite`` on a batch of
-    1000 datasets of 200 x 10 (0.17 against 0.78 ms)."""
-    flat = np.ravel(arr)
-    return bool(np.isfinite(np.dot(flat, flat)))
-
-
 def _check_data(data, batch_data: bool) -> tuple[Any, int | None]:
     leaves_with_path = jax.tree_util.tree_flatten_with_path(data)[0]
     sizes = set()
@@ -647,7 +639,6 @@ def _check_data(data, batch_data: bool) -> tuple[Any, int | None]:
         bad = 0
         if np.issubdtype(arr.dtype, np.floating):
             bad = (count_nonfinite(arr) if distributed
-                   else 0 if _all_finite(arr)
                    else arr.size - int(np.count_nonzero(np.isfinite(arr))))
         if bad:
             raise ValueError(

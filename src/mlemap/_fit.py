@@ -1187,10 +1187,13 @@ def fit(
                        batch_data, batch_priors)
     # A start where the log-density is not finite: said before the solver is compiled, by a
     # small program of its own. Once the solver has run on these shapes, its own value at the
-    # start (_Out.start) is checked instead, sparing a pass over the data.
+    # start (_Out.start) is checked instead, sparing a pass over the data. Not for data that
+    # spans processes: there every process must run the same programs, and whether this one
+    # has run the solver before depends on its own history (a skipped program deadlocks).
     solved = _CACHE[model].setdefault("solved", set())  # (program, data, priors layouts)
     signature = (solve, _data_signature(data), _data_signature((fixed_priors, batched_priors)))
-    warm = signature in solved
+    warm = signature in solved and not any(
+        spans_processes(leaf) for leaf in jax.tree_util.tree_leaves(data))
     if not warm:
         _check_start(np.asarray(_initial_value_fn(model, method, jacobian, batch_data,
                                                   batch_priors)(u0, data, fixed_priors,

@@ -296,6 +296,25 @@ def test_batched_datasets_equal_separate_fits(rng):
         np.testing.assert_allclose(batched.params["beta"][b], one.params["beta"], atol=1e-8)
 
 
+def test_batched_fit_maps_alike_with_vmap_as_on_an_accelerator(rng, monkeypatch):
+    """On an accelerator a batch is mapped with vmap (and Newton's line search computes the
+    derivatives at every trial); on a CPU with lax.map. Forcing the vmap form here, on a
+    CPU, gives the lax.map results to round-off: the accelerator path is exercised in CI."""
+    from mlemap import _fit
+
+    B, n, d = 5, 120, 3
+    X = rng.normal(size=(B, n, d))
+    y = (rng.uniform(size=(B, n)) < 1 / (1 + np.exp(-3 * X[..., 0]))).astype(float)
+    looped = mm.fit(_counting_model(d, []), {"X": X, "y": y}, batch="data")
+    monkeypatch.setattr(_fit, "_maps_with_vmap", lambda: True)
+    mapped = mm.fit(_counting_model(d, []), {"X": X, "y": y}, batch="data")
+    assert looped.solver == mapped.solver == "newton"
+    assert np.all(looped.converged) and np.all(mapped.converged)
+    np.testing.assert_array_equal(looped.num_steps, mapped.num_steps)
+    np.testing.assert_allclose(mapped.params["beta"], looped.params["beta"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(mapped.log_density, looped.log_density, rtol=1e-13)
+
+
 @pytest.mark.parametrize("dim", [1, 2, 5, 11, 20])
 def test_newton_solve_and_definiteness_equal_lapacks(rng, dim):
     """Newton's elimination gives LAPACK's solution (numpy.linalg.solve) on positive definite

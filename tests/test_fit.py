@@ -373,7 +373,9 @@ def test_newton_backtracks_alike_under_vmap_and_in_a_loop():
     position, grad_norm, steps, code, hessian = looped
     assert np.all(np.asarray(code) == GRAD) and np.all(np.asarray(grad_norm) <= tol)
     np.testing.assert_allclose(position, 0.0, atol=tol)
-    np.testing.assert_allclose(hessian, np.broadcast_to(np.eye(2), (4, 2, 2)), atol=1e-12)
+    # The Hessian the last step was taken with, diag((1 + u^2)^(-3/2)) where it began: near
+    # the minimum (Newton converges cubically here, u -> -u^3), so within 1e-6 of I.
+    np.testing.assert_allclose(hessian, np.broadcast_to(np.eye(2), (4, 2, 2)), atol=1e-6)
     # The first start converges without backtracking in few steps; the far ones needed halving.
     assert int(steps[0]) <= 4 and int(steps[-1]) > int(steps[0])
 

@@ -162,8 +162,8 @@ class _Out(NamedTuple):
     start: Array  # () log-density at the initial point u0
     direction: Array  # (dim,) unit direction travelled
     n_obs: Array  # () int, length of the pointwise log-likelihood
-    hessian: Array  # (dim, dim) of F = -log_density / n at the end point; (0, 0) when not
-    #                 computed (see _checks_uniqueness)
+    hessian: Array  # (dim, dim) of F = -log_density / n at the end point (Newton: the one its
+    #                 last step was taken with); (0, 0) when not computed (_checks_uniqueness)
 
 
 class _LoopState(NamedTuple):
@@ -279,7 +279,7 @@ def _finish(model, log_density, u0, x, data, priors, grad_norm, step, code, hess
     ray = values[:3]
     n = max(1, _n_obs(model, u0, data))
     if _checks_uniqueness(model.dim, n):  # for the uniqueness check (_flat_directions)
-        if hessian is None:  # Newton's own, of the same F at x, is reused when given
+        if hessian is None:  # Newton's own (of its last step: see newton) when given
             hessian = jax.hessian(lambda u: -log_density(u, data, priors) / n)(x)
     else:
         hessian = jnp.zeros((0, 0), x.dtype)
@@ -821,7 +821,8 @@ def _flat_directions(model, method, jacobian, batch_data, batch_priors, position
     direction (empty for most batches).
 
     Criterion, in two steps. (1) A candidate: the Hessian :math:`H` of the per-observation
-    objective :math:`F` at the end point has :math:`\\lambda_{\\min} \\le \\sqrt{\\epsilon}\\,
+    objective :math:`F` at the end point (for the Newton solver, the Hessian of its last step,
+    where that step began: a flat direction is flat there too) has :math:`\\lambda_{\\min} \\le \\sqrt{\\epsilon}\\,
     \\max|\\lambda|` (numerically rank-deficient; :math:`\\epsilon` the float's machine
     epsilon). (2) Confirmed by evaluating :math:`F` a long way along the eigenvector
     :math:`v` of :math:`\\lambda_{\\min}`: at :math:`x \\pm s v` with :math:`s = \\max(1,

@@ -899,13 +899,14 @@ def section_batch(cfg, log):
                      20 if cfg.quick else 1000)
         log(f"batch: {kind} loops of {loop_B} fits")
         loops = run_case("batch", ["sklearn-loop", "mlemap-loop"], dict(base, B=loop_B),
-                         cfg.repeats, 1, log)
+                         cfg.repeats, cfg.rounds, log)
         per_fit = {e: (loops[e]["median_s"] / loop_B if loops[e].get("median_s") else None)
                    for e in loops}
         results[kind] = {"loops": loops, "loop_B": loop_B, "per_fit_s": per_fit, "vmap": {}}
         for B in cfg.batch_sizes:
             log(f"batch: {kind} B={B} vmapped")
-            res = run_case("batch", ["mlemap-vmap"], dict(base, B=B), cfg.repeats, 1, log)
+            res = run_case("batch", ["mlemap-vmap"], dict(base, B=B), cfg.repeats, cfg.rounds,
+                           log)
             v = res["mlemap-vmap"]
             results[kind]["vmap"][B] = v
             if "error" in v:

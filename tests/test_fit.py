@@ -349,12 +349,10 @@ def test_newton_solve_and_definiteness_equal_lapacks(rng, dim):
 
 
 def test_newton_backtracks_alike_under_vmap_and_in_a_loop():
-    """The two forms of Newton's line search (derivatives at every trial under vmap; value-only
-    trials and a cond in a loop of problems) take the same steps. The pseudo-Huber objective
-    sum(sqrt(1 + u^2)) has its minimum at 0, and from |u| > 1 the full Newton step
-    -u (1 + u^2) overshoots, so these starts backtrack."""
-    import jax
-
+    """The two forms of Newton's step (value, gradient and Hessian at every trial under vmap;
+    value and gradient at the trials and the Hessian under a switch in a loop of problems)
+    take the same steps. The pseudo-Huber objective sum(sqrt(1 + u^2)) has its minimum at 0,
+    and from |u| > 1 the full Newton step -u (1 + u^2) overshoots, so these starts backtrack."""
     from mlemap._newton import GRAD, newton
 
     def objective(u):

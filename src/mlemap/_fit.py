@@ -822,10 +822,11 @@ def _flat_directions(model, method, jacobian, batch_data, batch_priors, position
 
     Criterion, in two steps. (1) A candidate: the Hessian :math:`H` of the per-observation
     objective :math:`F` at the end point (for the Newton solver, the Hessian of its last step,
-    where that step began: a flat direction is flat there too) has :math:`\\lambda_{\\min} \\le \\sqrt{\\epsilon}\\,
-    \\max|\\lambda|` (numerically rank-deficient; :math:`\\epsilon` the float's machine
-    epsilon). (2) Confirmed by evaluating :math:`F` a long way along the eigenvector
-    :math:`v` of :math:`\\lambda_{\\min}`: at :math:`x \\pm s v` with :math:`s = \\max(1,
+    where that step began: a flat direction is flat there too) has
+    :math:`\\lambda_{\\min} \\le \\sqrt{\\epsilon}\\, \\max|\\lambda|` (numerically
+    rank-deficient; :math:`\\epsilon` the float's machine epsilon). (2) Confirmed by
+    evaluating :math:`F` a long way along the eigenvector :math:`v` of
+    :math:`\\lambda_{\\min}`: at :math:`x \\pm s v` with :math:`s = \\max(1,
     \\|x\\|)`, :math:`F` changes by no more than its rounding noise, :math:`10^3 \\epsilon
     \\max(|F(x)|, 1)`. Step (2) tells an exactly flat ridge (collinear columns, a parameter
     the likelihood ignores: :math:`F` is constant along :math:`v` however far one goes) from a

@@ -318,8 +318,9 @@ def test_batched_fit_maps_alike_with_vmap_as_on_an_accelerator(rng, monkeypatch)
 @pytest.mark.parametrize("dim", [1, 2, 5, 11, 20])
 def test_newton_solve_and_definiteness_equal_lapacks(rng, dim):
     """Newton's elimination gives LAPACK's solution (numpy.linalg.solve) on positive definite
-    matrices, condition numbers up to 1e8, and tells them from indefinite and semidefinite
-    ones as the eigenvalues do."""
+    matrices, condition numbers up to 1e8, and tells them from indefinite ones as the
+    eigenvalues do. (An exactly singular matrix may round to a tiny positive pivot; Newton
+    then relies on its descent check, so no claim is tested for it here.)"""
     from mlemap._newton import _solve_positive_definite
 
     solve = jax.jit(_solve_positive_definite)
@@ -335,7 +336,7 @@ def test_newton_solve_and_definiteness_equal_lapacks(rng, dim):
         # Both are backward stable: they agree to ~ eps * condition, relative.
         np.testing.assert_allclose(x, expected, rtol=0,
                                    atol=1e-13 * condition * np.linalg.norm(expected))
-    for smallest in (-1.0, -1e-6, 0.0):
+    for smallest in (-1.0, -1e-6):
         q = np.linalg.qr(rng.normal(size=(dim, dim)))[0]
         eigenvalues = np.linspace(1.0, 2.0, dim)
         eigenvalues[rng.integers(dim)] = smallest
@@ -343,9 +344,7 @@ def test_newton_solve_and_definiteness_equal_lapacks(rng, dim):
         matrix = 0.5 * (matrix + matrix.T)
         assert np.linalg.eigvalsh(matrix)[0] <= 1e-12
         x, positive_definite = solve(matrix, rng.normal(size=dim))
-        # A singular matrix may round to a tiny positive pivot; the solution then is not finite
-        # or huge, and Newton falls back to the gradient (its step must also be a descent).
-        assert not bool(positive_definite) or smallest == 0.0
+        assert not bool(positive_definite)
 
 
 def test_newton_backtracks_alike_under_vmap_and_in_a_loop():

@@ -656,16 +656,24 @@ def _diagnose(dt, num_chains: int, max_tree_depth: int) -> list[str]:
 DRIFT_GROWTH = 2.0
 
 
-def _drift_messages(model: Model, positions: np.ndarray) -> list[str]:
+def _drift_messages(model: Model, positions: np.ndarray, log_density: np.ndarray) -> list[str]:
     """A message when the draws drift without bound, the mark of an improper posterior.
 
-    ``positions`` ``(chain, draw, dim)``, unconstrained. A coordinate drifts when, in *every*
-    chain, its median absolute value over the last quarter of the draws is at least
-    ``DRIFT_GROWTH`` times that over the first quarter (the chains are all still moving
-    outward), and its split R-hat exceeds ``RHAT_MAX``. A stationary chain has the same
-    distribution in both quarters, so all chains doubling at once does not happen by chance;
-    a density that does not decay in some direction (a flat prior with separable classes or
-    collinear columns) makes NUTS's adapted step grow and the draws run off geometrically.
+    ``positions`` ``(chain, draw, dim)``, unconstrained; ``log_density`` ``(chain, draw)``.
+    A coordinate drifts when its split R-hat exceeds ``RHAT_MAX`` and, in *every* chain,
+    either
+
+    - its median absolute value over the last quarter of the draws is at least
+      ``DRIFT_GROWTH`` times that over the first quarter (the chains are all still moving
+      outward): a density that does not decay in some direction (a flat prior with separable
+      classes or collinear columns) makes NUTS's adapted step grow and the draws run off
+      geometrically; or
+    - the log-density over the last quarter is one and the same number while the coordinate
+      moves: the chains have already run off so far that the density is flat to the last bit
+      (separable classes: every probability is exactly 1), and they wander there.
+
+    A stationary chain of a proper posterior has the same distribution in both quarters and a
+    log-density that varies from draw to draw, so neither happens in all chains by chance.
     """
     import arviz_stats
 
@@ -676,16 +684,20 @@ def _drift_messages(model: Model, positions: np.ndarray) -> list[str]:
     with np.errstate(invalid="ignore", over="ignore"):
         first = np.median(np.abs(positions[:, :quarter]), axis=1)  # (chain, dim)
         last = np.median(np.abs(positions[:, -quarter:]), axis=1)
-        growing = np.all((last >= DRIFT_GROWTH * first) & (last > 0), axis=0)
-        growing |= np.any(~np.isfinite(positions), axis=(0, 1))
-    if not growing.any():
+        growing = (last >= DRIFT_GROWTH * first) & (last > 0)
+        tail, tail_density = positions[:, -quarter:], log_density[:, -quarter:]
+        flat_density = np.ptp(tail_density, axis=1) == 0  # (chain,); NaN: not flat
+        moving = np.ptp(tail, axis=1) > 0  # (chain, dim)
+        drifts = np.all(growing | (flat_density[:, None] & moving), axis=0)
+        drifts |= np.any(~np.isfinite(positions), axis=(0, 1))
+    if not drifts.any():
         return []
     labels = []
     for name, param in model.params.items():
         labels.extend([name] if param.size == 1 and param.unconstrained_shape == ()
                       else [f"{name}[{i}]" for i in range(param.size)])
     drifting = []
-    for j in np.flatnonzero(growing):
+    for j in np.flatnonzero(drifts):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             rhat = float(arviz_stats.rhat(positions[:, :, j]))
@@ -695,10 +707,17 @@ def _drift_messages(model: Model, positions: np.ndarray) -> list[str]:
         return []
     name, j, rhat = drifting[0]
     names = ", ".join(n for n, _, _ in drifting[:5]) + (", ..." if len(drifting) > 5 else "")
+    if np.all(growing[:, j]):
+        how = f"in every chain, {names} (unconstrained) keep growing"
+    else:
+        flat_chains = np.flatnonzero(flat_density)
+        how = (f"in every chain, {names} (unconstrained) keep growing or wander where the "
+               f"log-density is exactly flat (chain {flat_chains[0]}: "
+               f"{tail_density[flat_chains[0], 0]:.6g} at each of its last {quarter} draws)")
     return [
-        f"The draws drift without bound: in every chain, {names} (unconstrained) keep "
-        f"growing; {name}'s median magnitude went from {np.median(first[:, j]):.3g} in the "
-        f"first quarter of the draws to {np.median(last[:, j]):.3g} in the last (R-hat "
+        f"The draws drift without bound: {how}; {name}'s median magnitude went from "
+        f"{np.median(first[:, j]):.3g} in the first quarter of the draws to "
+        f"{np.median(last[:, j]):.3g} in the last (R-hat "
         f"{rhat:.3g}). The posterior is probably improper (it does not integrate, e.g. a flat "
         "prior with separable classes or collinear columns), so these are not draws from a "
         "distribution and no summary of them means anything. Fix: give these parameters a "
@@ -1008,7 +1027,8 @@ def sample(
     }
     dt = _to_datatree(model, data, trace, post, attrs)
     messages = _diagnose(dt, num_chains, sampling_depth)
-    messages += _drift_messages(model, to_host(trace.position))
+    messages += _drift_messages(model, to_host(trace.position),
+                                -to_host(trace.potential_energy))
     for message in messages:
         warnings.warn(message, SamplingWarning, stacklevel=2)
     return dt

@@ -177,13 +177,22 @@ def test_extreme_logits_stay_finite(dtype):
 def test_bernoulli_gradient_is_exact_at_logit_zero():
     """d log p / d eta = y - sigmoid(eta), also at eta = 0 exactly (1/2's sake): every fit
     starts there. NumPyro's own BernoulliLogits gives y there, the sum of two kinks' one-sided
-    derivatives; the expected numbers are the closed form and optax's log loss gradient."""
-    eta = jnp.array([0.0, 0.0, 0.3, -2.0])
-    y = jnp.array([0.0, 1.0, 1.0, 0.0])
-    grad = jax.grad(lambda e: families.bernoulli().log_prob(e, y).sum())(eta)
-    np.testing.assert_allclose(grad, y - scipy.special.expit(np.asarray(eta)), rtol=1e-15)
+    derivatives; the expected numbers are the closed form and optax's log loss gradient.
+    The second derivative, -sigmoid(eta) sigmoid(-eta), is Newton's Hessian: checked at
+    0, -0, the tiniest logits and past exp's overflow too."""
+    eta = jnp.array([0.0, -0.0, 0.3, -2.0, 1e-300, -1e-300, 40.0, -40.0, 800.0, -800.0])
+    y = jnp.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    log_prob = families.bernoulli().log_prob
+    grad = jax.grad(lambda e: log_prob(e, y).sum())(eta)
+    sigmoid = scipy.special.expit(np.asarray(eta))
+    np.testing.assert_allclose(grad, y - sigmoid, rtol=1e-15, atol=1e-300)
     optax_grad = jax.grad(lambda e: -optax.losses.sigmoid_binary_cross_entropy(e, y).sum())(eta)
-    np.testing.assert_allclose(grad, optax_grad, rtol=1e-15)
+    np.testing.assert_allclose(grad, optax_grad, rtol=1e-15, atol=1e-300)
+    second = jax.vmap(jax.grad(jax.grad(log_prob)))(eta, y)
+    curvature = sigmoid * scipy.special.expit(-np.asarray(eta))  # 1 - sigmoid rounds to 0 at 40
+    np.testing.assert_allclose(second, -curvature, rtol=1e-14, atol=1e-300)
+    expected = np.asarray(y) * np.asarray(eta) - np.logaddexp(0.0, np.asarray(eta))  # numpy's
+    np.testing.assert_allclose(log_prob(eta, y), expected, rtol=1e-14, atol=1e-300)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])

@@ -347,11 +347,14 @@ def test_newton_solve_and_definiteness_equal_lapacks(rng, dim):
         assert not bool(positive_definite)
 
 
-def test_newton_backtracks_alike_under_vmap_and_in_a_loop():
-    """The two forms of Newton's step (value, gradient and Hessian at every trial under vmap;
-    value and gradient at the trials and the Hessian under a switch in a loop of problems)
-    take the same steps. The pseudo-Huber objective sum(sqrt(1 + u^2)) has its minimum at 0,
-    and from |u| > 1 the full Newton step -u (1 + u^2) overshoots, so these starts backtrack."""
+def test_newton_backtracks_alike_under_vmap_and_in_a_loop(monkeypatch):
+    """The forms of Newton's step take the same steps: value, gradient and Hessian at every
+    trial under vmap (eager); in a loop of problems, value and gradient at the trials and the
+    Hessian from the residuals the state keeps (lazy), or eager where those residuals cannot
+    be carried (another JAX version's pullback). The pseudo-Huber objective
+    sum(sqrt(1 + u^2)) has its minimum at 0, and from |u| > 1 the full Newton step
+    -u (1 + u^2) overshoots, so these starts backtrack."""
+    from mlemap import _newton
     from mlemap._newton import GRAD, newton
 
     def objective(u):
@@ -365,8 +368,17 @@ def test_newton_backtracks_alike_under_vmap_and_in_a_loop():
 
     mapped = jax.jit(jax.vmap(solve(True)))(starts)
     looped = jax.jit(lambda s: jax.lax.map(solve(False), s))(starts)
-    for a, b in zip(mapped, looped):
+
+    class Unusable(_newton._Residuals):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.usable = False
+
+    monkeypatch.setattr(_newton, "_Residuals", Unusable)
+    looped_eager = jax.jit(lambda s: jax.lax.map(solve(False), s))(starts)
+    for a, b, c in zip(mapped, looped, looped_eager):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(c, b, rtol=0, atol=1e-15)
     position, grad_norm, steps, code, hessian = looped
     assert np.all(np.asarray(code) == GRAD) and np.all(np.asarray(grad_norm) <= tol)
     np.testing.assert_allclose(position, 0.0, atol=tol)
@@ -375,6 +387,41 @@ def test_newton_backtracks_alike_under_vmap_and_in_a_loop():
     np.testing.assert_allclose(hessian, np.broadcast_to(np.eye(2), (4, 2, 2)), atol=1e-6)
     # The first start converges without backtracking in few steps; the far ones needed halving.
     assert int(steps[0]) <= 4 and int(steps[-1]) > int(steps[0])
+    # Converged at the start (no step): the Hessian at u0 itself, diag((1 + u0^2)^(-3/2)).
+    u0 = jnp.array([[0.0, 1e-12], [0.0, 2.0]])
+    _, _, steps, _, hessian = jax.jit(lambda s: jax.lax.map(
+        lambda u: newton(objective, u, 1e-9, 0.0, 100), s))(u0)
+    np.testing.assert_array_equal(np.asarray(steps) == 0, [True, False])
+    np.testing.assert_allclose(hessian[0], np.diag((1.0 + np.asarray(u0[0]) ** 2) ** -1.5),
+                               rtol=1e-15)
+
+
+def test_newtons_loop_state_leaves_the_data_out():
+    """In a loop of problems Newton keeps the residuals of the gradient's pullback to build the
+    next Hessian; the data, the same at every point, are not among them (for a logistic
+    regression only n-vectors and smaller are carried, not the (n, d) design), and the
+    Hessian rebuilt from them is jax.hessian's."""
+    from mlemap._newton import _Residuals, _value_grad_pullback
+
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(50, 4)), (rng.uniform(size=50) < 0.5).astype(float)
+    point = rng.normal(size=4)
+
+    def check(X, y, u):
+        def objective(w):
+            eta = X @ w
+            return jnp.sum(jax.nn.softplus(eta) - y * eta)
+
+        value_grad_pullback = _value_grad_pullback(objective)
+        pullback0 = value_grad_pullback(jnp.zeros(4))[2]
+        residuals = _Residuals(pullback0, value_grad_pullback(jnp.zeros(4) + 0)[2], 4, u.dtype)
+        assert residuals.usable
+        varying = residuals.varying(value_grad_pullback(u)[2])
+        assert varying and all(leaf.size <= 50 for leaf in varying), [v.shape for v in varying]
+        return residuals.hessian(varying), jax.hessian(objective)(u)
+
+    rebuilt, expected = jax.jit(check)(X, y, point)
+    np.testing.assert_allclose(rebuilt, expected, rtol=1e-13)
 
 
 def test_default_lbfgs_takes_the_steps_of_scipys_lbfgsb(rng):

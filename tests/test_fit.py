@@ -278,6 +278,25 @@ def test_one_compiled_function_serves_every_dataset(rng):
     assert all(e.converged for e in estimates)
 
 
+def test_a_model_and_its_programs_are_freed_with_it(rng):
+    """fit and laplace keep their compiled programs on the model: once the user drops the
+    model, the garbage collector frees both (a module-level cache keyed by the model, whose
+    programs refer to it, kept every model of a loop over datasets alive)."""
+    import gc
+    import weakref
+
+    X, y = rng.normal(size=(6, 40, 2)), rng.normal(size=(6, 40))
+    model, data = mm.glm(X[0], y[0], family=mm.families.gaussian(), prior=dist.Normal(0, 1))
+    mm.fit(model, data)
+    mm.fit(model, {"X": X, "y": y}, batch="data")
+    mm.laplace(model, data)
+    assert set(model._programs) == {"fit", "laplace"}
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
+
+
 def test_batched_datasets_equal_separate_fits(rng):
     B, n, d = 6, 150, 3
     X = rng.normal(size=(B, n, d))

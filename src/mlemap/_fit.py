@@ -522,12 +522,13 @@ def _fista(model, log_density, u0, data, priors, prox_names, n, tol, max_steps):
     return final.x, final.grad_norm, final.step, final.code
 
 
-# Compiled functions, cached per model (weakly: a model that goes away frees its programs).
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def _programs(model: Model) -> dict:
+    """The compiled functions of ``fit`` for this model, kept on the model (freed with it)."""
+    return model._programs.setdefault("fit", {})
 
 
 def _compiled(model, key, build):
-    per_model = _CACHE.setdefault(model, {})
+    per_model = _programs(model)
     if key not in per_model:
         per_model[key] = build()
     return per_model[key]
@@ -1192,7 +1193,7 @@ def fit(
     # start (_Out.start) is checked instead, sparing a pass over the data. Not for data that
     # spans processes: there every process must run the same programs, and whether this one
     # has run the solver before depends on its own history (a skipped program deadlocks).
-    solved = _CACHE[model].setdefault("solved", set())  # (program, data, priors layouts)
+    solved = _programs(model).setdefault("solved", set())  # (program, data, priors layouts)
     signature = (solve, _data_signature(data), _data_signature((fixed_priors, batched_priors)))
     warm = signature in solved and not any(
         spans_processes(leaf) for leaf in jax.tree_util.tree_leaves(data))

@@ -18,7 +18,6 @@ importance ratios :math:`\\log p(u) - \\log q(u)` over the draws says how well :
 from __future__ import annotations
 
 import warnings
-import weakref
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -87,9 +86,6 @@ class LaplaceApprox(NamedTuple):
     flat_names: list[str]
 
 
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _functions(model: Model, method: str):
     """Jitted Hessian, constrain-Jacobian and draws with their log-ratios; data is an argument.
 
@@ -97,7 +93,7 @@ def _functions(model: Model, method: str):
     numpy calls: run op by op in JAX, each would compile a program of its own on first use
     (about 20 per new ``dim``, which made a cold ``laplace`` mostly compiling).
     """
-    per_model = _CACHE.setdefault(model, {})
+    per_model = model._programs.setdefault("laplace", {})  # freed with the model
     if method not in per_model:
         objective = log_density_fn(model, prior=(method == "map"), jacobian=(method == "map"))
         # The importance target: the density of the unconstrained coordinates (flat priors

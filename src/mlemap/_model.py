@@ -224,6 +224,11 @@ class Model:
     params: Mapping[str, Param]
     log_likelihood: Callable[[Params, Any], Array]
     derived: Callable[[Params, Any], dict[str, Array]] | None = None
+    # The compiled programs of this model (mlemap._fit, mlemap._laplace), freed with it. A
+    # module-level WeakKeyDictionary cannot hold them: they refer to the model, which would
+    # then never be freed.
+    _programs: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                        compare=False)
 
     def __post_init__(self):
         if not isinstance(self.params, Mapping) or not self.params:

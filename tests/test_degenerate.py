@@ -136,6 +136,12 @@ def test_drift_criterion_on_made_up_chains():
     log_density[3, -1] = -1e-300  # one chain's density not flat after all: no drift claimed
     assert _drift_messages(model, wander, log_density) == []
 
+    overflowed = stationary.copy()  # unmixed chains, one run off to inf, none flat: said
+    overflowed[2:] += 10.0
+    overflowed[1, -1, 0] = np.inf
+    drift = _drift_messages(model, overflowed, rng.normal(size=(chains, draws)))
+    assert len(drift) == 1 and "keep growing;" in drift[0], drift
+
 
 def test_improper_posterior_is_reported_not_returned_quietly():
     """Flat priors and perfectly separated classes: the likelihood tends to 1 as beta grows

@@ -707,13 +707,13 @@ def _drift_messages(model: Model, positions: np.ndarray, log_density: np.ndarray
         return []
     name, j, rhat = drifting[0]
     names = ", ".join(n for n, _, _ in drifting[:5]) + (", ..." if len(drifting) > 5 else "")
-    if np.all(growing[:, j]):
-        how = f"in every chain, {names} (unconstrained) keep growing"
-    else:
-        flat_chains = np.flatnonzero(flat_density)
+    flat_chains = np.flatnonzero(flat_density)
+    if flat_chains.size and not np.all(growing[:, j]):
         how = (f"in every chain, {names} (unconstrained) keep growing or wander where the "
                f"log-density is exactly flat (chain {flat_chains[0]}: "
                f"{tail_density[flat_chains[0], 0]:.6g} at each of its last {quarter} draws)")
+    else:  # growing everywhere, or run off to non-finite values
+        how = f"in every chain, {names} (unconstrained) keep growing"
     return [
         f"The draws drift without bound: {how}; {name}'s median magnitude went from "
         f"{np.median(first[:, j]):.3g} in the first quarter of the draws to "

@@ -107,7 +107,6 @@ def test_laplace_at_a_non_unique_mle_is_refused(collinear):
     assert not approx.is_positive_definite and approx.draws is None
 
 
-@pytest.mark.slow
 def test_drift_criterion_on_made_up_chains():
     """The two marks of draws that run off (mlemap._sample._drift_messages), on chains made up
     so that the answer is known: stationary draws of a proper posterior (no message), chains
@@ -143,6 +142,7 @@ def test_drift_criterion_on_made_up_chains():
     assert len(drift) == 1 and "keep growing;" in drift[0], drift
 
 
+@pytest.mark.slow
 def test_improper_posterior_is_reported_not_returned_quietly():
     """Flat priors and perfectly separated classes: the likelihood tends to 1 as beta grows
     along the separating direction, so the posterior does not integrate."""

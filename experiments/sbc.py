@@ -28,13 +28,7 @@ Two models with proper priors, so that the truth can be drawn:
 The design :math:`X_{ij} \\sim N(0, 1)` is drawn afresh for each replication (SBC holds
 conditionally on any :math:`X`). Every replication has the same data shapes, so one
 compiled ``mm.sample`` program serves them all (``mm.sample`` caches per model and data
-shapes): after the first replication, nothing is traced or compiled. ``method="vmap"``
-instead vmaps NumPyro's NUTS kernel over the replications, one program for all of them:
-measured on a 2-core CPU for the linear regression (20 rows, 1 chain, 500 + 1000
-iterations), the loop costs ~11 s to compile and ~0.13 s per replication (the whole
-``mm.sample`` call: 0.02 s of it is NUTS), the vmapped program ~19 s to compile and ~2 s
-for 100 replications at once: on a CPU the loop wins below ~100 replications, on an
-accelerator the vmapped program is the one that scales.
+shapes): after the first replication, nothing is traced or compiled.
 
 Usage::
 
@@ -65,7 +59,6 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
 import scipy.stats  # noqa: E402
@@ -204,19 +197,15 @@ def run_sbc(
     num_samples: int = 990,
     thin: int = 10,
     seed: int = 0,
-    method: str = "loop",
     target_accept: float = 0.8,
 ) -> SBCResult:
     """Run SBC: ``num_replications`` (truth, data, posterior draws) triples, and the ranks.
 
     One chain per replication, ``num_warmup`` adaptation iterations, ``num_samples`` draws
     thinned by ``thin`` to ``L = num_samples // thin`` draws (NUTS draws of these small
-    models are nearly uncorrelated at lag 10). ``method="loop"`` calls ``mm.sample`` once per
-    replication (one compiled program, reused); ``method="vmap"`` runs every replication in
-    one vmapped program of NumPyro's NUTS kernel, started from a prior draw.
+    models are nearly uncorrelated at lag 10): ``mm.sample`` once per replication, one
+    compiled program reused.
     """
-    if method not in ("loop", "vmap"):
-        raise ValueError(f"method must be 'loop' or 'vmap'; got {method!r}.")
     if num_samples % thin:
         raise ValueError(f"num_samples ({num_samples}) must be a multiple of thin ({thin}).")
     model = sbc_model.model
@@ -224,12 +213,8 @@ def run_sbc(
     truths, datasets = zip(*(sbc_model.simulate(rng) for rng, _ in seeds))
     truth = _flat(model, {k: np.stack([t[k] for t in truths]) for k in model.params}, 1)
     start = time.perf_counter()
-    if method == "loop":
-        draws, divergences, messages, compile_seconds = _loop(
-            model, datasets, [s for _, s in seeds], num_warmup, num_samples, target_accept)
-    else:
-        draws, divergences, messages, compile_seconds = _vmapped(
-            model, datasets, seed, num_warmup, num_samples, target_accept)
+    draws, divergences, messages, compile_seconds = _loop(
+        model, datasets, [s for _, s in seeds], num_warmup, num_samples, target_accept)
     seconds = time.perf_counter() - start
     thinned = {k: v[:, thin - 1::thin] for k, v in draws.items()}  # (R, L)
     num_draws = num_samples // thin
@@ -253,28 +238,6 @@ def _loop(model, datasets, sample_seeds, num_warmup, num_samples, target_accept)
         divergences.append(int(dt.sample_stats["diverging"].sum()))
     stacked = {k: np.stack([d[k] for d in draws]) for k in draws[0]}
     return stacked, np.asarray(divergences), messages, compile_seconds
-
-
-def _vmapped(model, datasets, seed, num_warmup, num_samples, target_accept):
-    """Every replication in one vmapped program: NumPyro's NUTS kernel from mm.sample's own
-    builder, vmapped over (rng key, starting point, dataset)."""
-    from mlemap import _sample
-
-    settings = _sample.NutsSettings(num_warmup, num_samples, target_accept, False, 10)
-    run = _sample._chains_fn(model, settings, batched=False)
-    num = len(datasets)
-    data = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *datasets)
-    init_key, chain_key = jax.random.split(jax.random.key(seed))
-    positions = jnp.concatenate([_sample._prior_positions(model, k, 1)
-                                 for k in jax.random.split(init_key, num)])
-    keys = jax.random.split(chain_key, num)
-    start = time.perf_counter()
-    program = jax.jit(jax.vmap(run)).lower(keys, positions, data).compile()
-    compile_seconds = time.perf_counter() - start
-    trace = jax.block_until_ready(program(keys, positions, data))
-    params = jax.vmap(jax.vmap(model.constrain))(trace.position)  # (R, S, ...)
-    divergences = np.asarray(trace.diverging).sum(axis=1)
-    return _flat(model, params, 2), divergences, [[] for _ in range(num)], compile_seconds
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,9 +332,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="chi-square bins; must divide L + 1 (default 10)")
     parser.add_argument("--alpha", type=float, default=0.01,
                         help="fail when a p-value is at or below this (default 0.01)")
-    parser.add_argument("--method", choices=("loop", "vmap"), default="loop",
-                        help="one mm.sample call per replication (loop, default) or all "
-                        "replications in one vmapped program (vmap, for accelerators)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="folder for sbc.json and sbc_ranks.png (default results)")
@@ -406,7 +366,7 @@ def main(argv=None) -> int:
     for name in names:
         result = run_sbc(MODELS[name](), num_replications=args.replications,
                          num_warmup=args.num_warmup, num_samples=args.num_samples,
-                         thin=args.thin, seed=args.seed, method=args.method)
+                         thin=args.thin, seed=args.seed)
         results.append(result)
         tests[name] = rank_p_values(result, args.bins)
         p = ", ".join(f"{k} {v['p_value']:.3f}" for k, v in tests[name].items())

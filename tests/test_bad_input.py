@@ -178,7 +178,7 @@ def test_run_out_in_an_unwritable_folder_is_refused(tmp_path, monkeypatch):
         (["--bins", "7"], "--bins (7) must divide L + 1 = 100"),
         (["--num-samples", "995"], "must be a multiple of --thin"),
         (["--replications", "1"], "--replications must be >= 2"),
-        (["--method", "threads"], "invalid choice: 'threads'"),
+        (["--method", "vmap"], "unrecognized arguments: --method vmap"),
     ],
 )
 def test_sbc_command_line_usage_errors(tmp_path, args, match):

@@ -15,8 +15,7 @@ import xarray as xr
 
 import mlemap as mm
 from mlemap import families
-from mlemap._compare import CompareWarning, compare, compare_losses, prior_sweep
-from mlemap._fit import FitWarning
+from mlemap import CompareWarning, FitWarning, compare, compare_losses, prior_sweep
 
 TAU = 0.3
 N = 30

@@ -2,7 +2,7 @@
 
 - Collinear design columns under a flat prior: the log-likelihood is constant along a
   direction, so ``fit`` reaches *a* maximum but not *the* maximum: ``Status.NOT_UNIQUE`` and a
-  ``FitWarning`` naming the columns (criterion in ``mlemap._fit._flat_directions``). The
+  ``FitWarning`` naming the columns (criterion in ``mlemap._diagnose.flat_directions``). The
   reference for "rank deficient" is ``numpy.linalg.matrix_rank`` of the design; for "unique"
   ``numpy.linalg.lstsq``. ``laplace`` then refuses the singular Hessian
   (``tests/test_laplace.py::test_singular_hessian_warns_with_a_fix`` is the a + b case).
@@ -22,8 +22,7 @@ import numpyro.distributions as dist
 import pytest
 
 import mlemap as mm
-from mlemap import families
-from mlemap._sample import SamplingWarning
+from mlemap import SamplingWarning, families
 
 
 @pytest.fixture(scope="module")
@@ -105,41 +104,6 @@ def test_laplace_at_a_non_unique_mle_is_refused(collinear):
           pytest.warns(mm.LaplaceWarning, match="singular or not positive definite")):
         approx = mm.laplace(model, data, method="mle")
     assert not approx.is_positive_definite and approx.draws is None
-
-
-def test_drift_criterion_on_made_up_chains():
-    """The two marks of draws that run off (mlemap._sample._drift_messages), on chains made up
-    so that the answer is known: stationary draws of a proper posterior (no message), chains
-    growing geometrically, and chains wandering where the log-density is exactly flat (what
-    NUTS does once separable classes make every probability exactly 1). A single chain that
-    has stopped growing while the others grow does not hide the drift."""
-    from mlemap._sample import _drift_messages
-
-    model, _ = mm.glm(np.zeros((4, 2)), np.zeros(4), family=families.gaussian(sigma=1.0))
-    rng = np.random.default_rng(0)
-    chains, draws, dim = 4, 400, model.dim
-    stationary = rng.normal(size=(chains, draws, dim))
-    assert _drift_messages(model, stationary, -0.5 * np.sum(stationary**2, axis=-1)) == []
-
-    growing = np.exp(np.linspace(0.0, 8.0, draws))[None, :, None] * (1.0 + stationary**2)
-    drift = _drift_messages(model, growing, rng.normal(size=(chains, draws)))
-    assert len(drift) == 1 and "keep growing;" in drift[0], drift
-    assert "posterior is probably improper" in drift[0]
-
-    wander = 1e25 + 1e23 * np.cumsum(rng.normal(size=(chains, draws, dim)), axis=1)  # not growing
-    wander[:2] = growing[:2]  # two chains still growing, two wandering on the flat density
-    log_density = rng.normal(size=(chains, draws))
-    log_density[2:] = 0.0
-    drift = _drift_messages(model, wander, log_density)
-    assert len(drift) == 1 and "exactly flat (chain 2: 0 at each" in drift[0], drift
-    log_density[3, -1] = -1e-300  # one chain's density not flat after all: no drift claimed
-    assert _drift_messages(model, wander, log_density) == []
-
-    overflowed = stationary.copy()  # unmixed chains, one run off to inf, none flat: said
-    overflowed[2:] += 10.0
-    overflowed[1, -1, 0] = np.inf
-    drift = _drift_messages(model, overflowed, rng.normal(size=(chains, draws)))
-    assert len(drift) == 1 and "keep growing;" in drift[0], drift
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import statsmodels.api as sm
 from sklearn.datasets import load_diabetes
 
 import mlemap as mm
-from mlemap._laplace import LaplaceWarning
+from mlemap import LaplaceWarning
 
 families = mm.families
 

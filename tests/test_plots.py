@@ -16,7 +16,7 @@ import xarray as xr
 
 import mlemap as mm
 from mlemap import families, plots
-from mlemap._compare import compare_losses
+from mlemap import compare_losses
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

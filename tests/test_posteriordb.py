@@ -82,3 +82,22 @@ def test_eight_schools_centered_reports_its_divergences():
     ]
     # The references are posteriordb's noncentered ones: same posterior, other coordinates.
     assert set(reference(name)) == {f"theta[{j}]" for j in range(1, 9)} | {"mu", "tau"}
+
+
+def test_the_lessons_copy_of_the_eight_schools_reference_is_posteriordbs():
+    """experiments/lesson/map_vs_posterior.py quotes the non-centered eight-schools reference
+    (users run it without this folder): its numbers are posteriordb's, to the 3 decimals
+    quoted."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    try:
+        lesson = importlib.import_module("lesson.map_vs_posterior")
+    finally:
+        sys.path.pop(0)
+    params = reference("eight_schools-eight_schools_noncentered")
+    for name, stats in lesson.SCHOOLS_REFERENCE.items():
+        for stat, value in stats.items():
+            assert value == pytest.approx(params[name][stat], abs=5e-4), (name, stat)

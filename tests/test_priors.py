@@ -11,7 +11,7 @@ from sklearn.metrics import log_loss, mean_poisson_deviance
 
 import mlemap as mm
 from mlemap import families, priors
-from mlemap._model import log_density_fn
+from mlemap import log_density_fn
 
 N, D = 60, 4
 

@@ -91,8 +91,6 @@ def test_ranks_and_bins_are_checked():
         sbc.rank_p_values(result, 3)
     with pytest.raises(ValueError, match="multiple of thin"):
         sbc.run_sbc(_normal_mean(1.0), num_replications=2, num_samples=15, thin=10)
-    with pytest.raises(ValueError, match="method must be"):
-        sbc.run_sbc(_normal_mean(1.0), num_replications=2, method="threads")
 
 
 def test_command_line_writes_json_and_png(tmp_path):

@@ -69,9 +69,9 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     from jax.sharding import NamedSharding, PartitionSpec
     import mlemap as mm
-    from mlemap._model import log_density_fn
+    from mlemap import log_density_fn
 
-    from mlemap._sample import SamplingWarning
+    from mlemap import SamplingWarning
 
     warnings.simplefilter("error")
     # 200 draws of 2 chains are too few for the R-hat/ESS checks; the draws are compared.
@@ -234,7 +234,7 @@ MULTIHOST_SCRIPT = textwrap.dedent(
                                process_id=process_id)
     import numpy as np
     import mlemap as mm
-    from mlemap._sample import SamplingWarning
+    from mlemap import SamplingWarning
 
     warnings.simplefilter("error")
     warnings.filterwarnings("ignore", category=SamplingWarning)  # 2 x 50 draws: too few

@@ -111,7 +111,7 @@ def run(ctx):
     ctx.metric("map_slope", maps)
     ctx.metric("ols_slope_without_outliers", float(ols_clean.coef_[0]))
     ctx.metric("student_t.map", {k: np.asarray(v) for k, v in t_map.params.items()})
-    ctx.metric("student_t.map_status", t_map.status)
+    ctx.metric("student_t.map_status", t_map.message)
     ctx.metric("student_t.map_warnings", fit_warnings)
     sd_t = slopes["student_t"]["sd"]
     oracle = float(ols_clean.coef_[0])  # least squares on the clean points: the best possible

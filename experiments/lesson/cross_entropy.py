@@ -45,7 +45,6 @@ def run(ctx):
     from sklearn.metrics import log_loss
 
     import mlemap as mm
-    from mlemap._model import log_density_fn
 
     draws = ctx.size(300, 60)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -56,7 +55,7 @@ def run(ctx):
     ctx.metric("bernoulli.dataset", f"sklearn load_breast_cancer: n = {n}, features {names}")
     model, data = mm.glm(X, y, family=mm.families.bernoulli())
     positions = ctx.rng.normal(0, 0.5, size=(draws, d + 1))
-    nll = -np.asarray(jax.jit(jax.vmap(log_density_fn(model, prior=False),
+    nll = -np.asarray(jax.jit(jax.vmap(mm.log_density_fn(model, prior=False),
                                        in_axes=(0, None)))(jnp.asarray(positions), data))
     reference = np.array([n * log_loss(y, expit(X @ u[1:] + u[0]), labels=[0, 1])
                           for u in positions])
@@ -91,7 +90,7 @@ def run(ctx):
     ctx.metric("categorical.dataset", f"sklearn load_wine: n = {n}, K = {K}, features {names}")
     model, data = mm.glm(X, y, family=mm.families.categorical())
     positions = ctx.rng.normal(0, 0.5, size=(draws, model.dim))
-    nll = -np.asarray(jax.jit(jax.vmap(log_density_fn(model, prior=False),
+    nll = -np.asarray(jax.jit(jax.vmap(mm.log_density_fn(model, prior=False),
                                        in_axes=(0, None)))(jnp.asarray(positions), data))
 
     def probabilities(u):  # class 0 is the reference: logit 0

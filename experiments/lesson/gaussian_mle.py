@@ -58,7 +58,7 @@ def run(ctx):
     ctx.check(
         "The MLE of a Gaussian's mean is the sample mean",
         evidence=f"μ̂ = {mu_hat:.10f}, ȳ = {mean:.10f} (n = {N}; scipy.stats.norm.fit: "
-                 f"{scipy_mu:.10f}); fit {est.status.split(':')[0]}",
+                 f"{scipy_mu:.10f}); fit {est.message.split(':')[0]}",
         tolerance=f"|μ̂ − ȳ| / s ≤ {tol:.0e}",
         passed=est.converged and abs(mu_hat - mean) / s_n <= tol,
     )

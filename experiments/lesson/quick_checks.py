@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 
-from lesson._common import fmt
 
 LESSON_RATIO = 100.0  # "roughly 100x"
 P_WRONG_CONFIDENT = 0.99  # probability given to the wrong class

@@ -30,7 +30,6 @@ C_MULTI = 0.5
 
 def run(ctx):
     import matplotlib.pyplot as plt
-    import numpyro.distributions as dist
     from sklearn.linear_model import Lasso, LogisticRegression, Ridge
 
     import mlemap as mm
@@ -121,7 +120,7 @@ def run(ctx):
     with warnings.catch_warnings():  # no optimum exists: lbfgs stops at max_iter, as expected
         warnings.simplefilter("ignore")
         separable = LogisticRegression(C=1e4, max_iter=2000).fit(X, y)
-    ctx.metric("logistic.mle_status", mle.status)
+    ctx.metric("logistic.mle_status", mle.message)
     ctx.metric("logistic.mle_result", mle.result.name)
     ctx.metric("logistic.mle_warnings", mle_warnings)
     ctx.metric("logistic.unpenalized_training_accuracy", separable.score(X, y))

@@ -29,7 +29,6 @@ def run(ctx):
     from sklearn.metrics import mean_squared_error
 
     import mlemap as mm
-    from mlemap._model import log_density_fn
 
     X, y, names = diabetes()
     n, d = X.shape
@@ -42,7 +41,7 @@ def run(ctx):
     intercepts = ols.intercept_ + ctx.rng.normal(0, 40, size=draws)
     betas = ols.coef_ + ctx.rng.normal(0, 20, size=(draws, d))
     positions = jnp.asarray(np.column_stack([intercepts, betas]))
-    nll = -np.asarray(jax.jit(jax.vmap(log_density_fn(model, prior=False),
+    nll = -np.asarray(jax.jit(jax.vmap(mm.log_density_fn(model, prior=False),
                                        in_axes=(0, None)))(positions, data))
     mse = np.array([mean_squared_error(y, X @ b + a) for a, b in zip(intercepts, betas)])
     slope, constant = np.polyfit(mse, nll, 1)

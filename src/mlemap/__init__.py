@@ -1,27 +1,40 @@
 """mlemap: MLE, MAP, Laplace and NUTS on one JAX log-density.
 
 Every common loss is a negative log-likelihood and every common regularizer a log-prior:
-MAP = MLE + prior. A model is written once, as named parameters and a pointwise
-log-likelihood; ``fit`` finds its MLE or MAP, ``laplace`` approximates its posterior at the
-mode, ``sample`` draws from it with NumPyro's NUTS, and ``compare`` puts them side by side.
+MAP = MLE + prior. The package, in the order of its flow:
+
+- model     ``_model`` (Model, Param: the flat unconstrained vector), ``_density`` (the three
+            log-densities), ``families``/``priors``/``glm`` (losses and penalties as models);
+- solvers   ``solvers`` (one interface, one loop, a registry: lbfgs, newton, fista, polish);
+- fit       ``_fit`` (check -> solve -> diagnose) with ``_diagnose`` (what an end point means);
+- laplace   ``_laplace`` (Gaussian at the mode, delta method, Pareto-k);
+- sample    ``_sample`` (coordinator), ``_starts``, ``_nuts`` (NumPyro's NUTS), ``_draws``;
+- compare   ``_compare``, ``_sweep``, ``plots``, all reading ``_flat`` views;
+- shared    ``_data`` (the data check), ``_checks`` (arguments), ``_programs`` (the compiled-
+            program store, one per model), ``_shard`` (devices and processes).
 """
 
-from mlemap import families, priors
-from mlemap._compare import CompareWarning, compare, compare_losses, prior_sweep
-from mlemap._fit import FitError, FitWarning, PointEstimate, Status, fit
+from mlemap import families, priors, solvers
+from mlemap._compare import CompareWarning, compare, compare_losses
+from mlemap._density import log_density_fn
+from mlemap._diagnose import Status
+from mlemap._fit import FitError, FitWarning, PointEstimate, fit
 from mlemap._laplace import LaplaceApprox, LaplaceWarning, laplace
 from mlemap._model import Model, Param
-from mlemap._sample import sample
+from mlemap._sample import SamplingWarning, sample
 from mlemap._shard import shard
+from mlemap._sweep import prior_sweep
 from mlemap.glm import glm
 
 __all__ = [
     "Model",
     "Param",
+    "log_density_fn",
     "families",
     "priors",
     "glm",
     "fit",
+    "solvers",
     "PointEstimate",
     "Status",
     "FitError",
@@ -30,6 +43,7 @@ __all__ = [
     "LaplaceApprox",
     "LaplaceWarning",
     "sample",
+    "SamplingWarning",
     "compare",
     "compare_losses",
     "prior_sweep",

@@ -1,11 +1,20 @@
 """Input validation that runs on concrete values, before anything is traced.
 
-Every message says what was expected, what was found and what to do.
+The arguments of ``glm`` (design, response, labels), ``fit`` and ``sample``. Every message
+says what was expected, what was found and what to do.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+from numpyro.distributions import Distribution
+
+from mlemap._model import Model, check_param_names
 
 
 def _describe_values(values: np.ndarray, limit: int = 8) -> str:
@@ -132,3 +141,191 @@ def positive_scalar(name: str, value) -> float:
             f"{name} must be a finite number > 0, or None to learn it; got {value!r}."
         )
     return number
+
+
+# --------------------------------------------------------------------------------------------
+# fit's arguments
+# --------------------------------------------------------------------------------------------
+
+
+def fit_settings(method, jacobian, optimizer, max_steps, tol, rtol) -> None:
+    """The settings of ``fit``, each checked on its own."""
+    if method not in ("map", "mle"):
+        raise ValueError(f"method must be 'map' or 'mle'; got {method!r}.")
+    if method == "mle" and jacobian:
+        raise ValueError("jacobian=True needs method='map': the MLE does not depend on the "
+                         "parameterization. Use method='map', jacobian=True for the mode of the "
+                         "unconstrained posterior.")
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation (e.g. "
+                        f"optax.adam(1e-2)); got {type(optimizer).__name__}.")
+    if max_steps is not None and (not _is_int(max_steps) or max_steps < 0):
+        raise ValueError(f"max_steps must be an integer >= 0 (or None for the default); got "
+                         f"{max_steps!r}.")
+    for name, value in (("tol", tol), ("rtol", rtol)):
+        if value is not None and not (isinstance(value, int | float | np.floating)
+                                      and np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0 (or None for the default); "
+                             f"got {value!r}.")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+def parse_batch(batch) -> tuple[bool, bool]:
+    """``fit``'s ``batch=`` as ``(batch_data, batch_priors)``."""
+    if batch is None:
+        return False, False
+    parts = (batch,) if isinstance(batch, str) else tuple(batch)
+    bad = [p for p in parts if p not in ("data", "priors")]
+    if bad:
+        raise ValueError(f"batch must be None, 'data', 'priors' or ('data', 'priors'); got "
+                         f"{batch!r}.")
+    return "data" in parts, "priors" in parts
+
+
+def priors_override(model: Model, priors, batch_priors: bool) -> tuple[dict, int | None]:
+    """``fit``'s and ``sample``'s ``priors=``: name -> distribution or None; with
+    ``batch_priors``, each with a leading batch axis. Returns the dict and the batch size."""
+    if priors is None:
+        if batch_priors:
+            raise ValueError("batch='priors' needs priors=: a dict name -> distribution whose "
+                             "parameters have a leading batch axis.")
+        return {}, None
+    if not isinstance(priors, Mapping):
+        raise TypeError(f"priors must be a dict name -> numpyro distribution or None; got "
+                        f"{type(priors).__name__}.")
+    unknown = sorted(set(priors) - set(model.params))
+    if unknown:
+        raise ValueError(f"priors has unknown parameter name(s) {unknown}; the model's "
+                         f"parameters are {sorted(model.params)}.")
+    for name, prior in priors.items():
+        if prior is not None and not isinstance(prior, Distribution):
+            raise TypeError(f"priors[{name!r}] must be a numpyro distribution or None (flat); "
+                            f"got {type(prior).__name__}.")
+    if not batch_priors:
+        return dict(priors), None
+    return _batched_priors(priors)
+
+
+def _batched_priors(priors: Mapping) -> tuple[dict, int]:
+    """The priors with a leading batch axis of one size ``B`` on every parameter.
+
+    Every parameter of every batched prior gets a leading axis of the batch size B: leaves
+    with a leading axis of 1, and scalars, are broadcast. NumPyro stores a distribution's
+    parameters as its pytree leaves, so ``jax.vmap(..., in_axes=0)`` then slices them.
+    """
+    sizes = set()
+    for name, prior in priors.items():
+        if prior is None:
+            raise ValueError(f"batch='priors': priors[{name!r}] is None (flat); a batched prior "
+                             "must be a distribution. Leave flat parameters out of priors=.")
+        if len(prior.batch_shape) == 0:
+            raise ValueError(
+                f"batch='priors': priors[{name!r}] has batch shape (); the batch axis must be "
+                "its leading axis, e.g. Normal(0.0, scales[:, None]) for a vector parameter."
+            )
+        sizes.add(prior.batch_shape[0])
+    sizes.discard(1)
+    if len(sizes) > 1:
+        raise ValueError(f"batch='priors': the priors have different batch sizes {sorted(sizes)}.")
+    size = sizes.pop() if sizes else 1
+    out = {}
+    for name, prior in priors.items():
+        leaves, treedef = jax.tree_util.tree_flatten(prior)
+        new = []
+        for leaf in leaves:
+            leaf = jnp.asarray(leaf)
+            if leaf.ndim == 0:
+                leaf = jnp.broadcast_to(leaf, (size,))
+            elif leaf.shape[0] in (1, size):
+                leaf = jnp.broadcast_to(leaf, (size,) + leaf.shape[1:])
+            else:
+                raise ValueError(
+                    f"batch='priors': a parameter of priors[{name!r}] has shape {leaf.shape}, "
+                    f"whose leading axis is neither 1 nor the batch size {size}."
+                )
+            new.append(leaf)
+        out[name] = jax.tree_util.tree_unflatten(treedef, new)
+    return out, size
+
+
+def initial_position(model: Model, init) -> np.ndarray | jax.Array:
+    """``fit``'s ``init=`` (constrained values of every parameter) as the flat unconstrained
+    start ``(dim,)``; ``None``: unconstrained zeros."""
+    if init is None:  # numpy: a jit argument without a dispatch of its own
+        return np.zeros((model.dim,), jnp.result_type(float))
+    if not isinstance(init, Mapping):
+        raise TypeError(f"init must be a dict name -> constrained value; got "
+                        f"{type(init).__name__}.")
+    check_param_names(model, init, "init's names", f"Give a value for each of "
+                      f"{sorted(model.params)} (or init=None for the default).")
+    for name, param in model.params.items():
+        shape = tuple(np.shape(init[name]))
+        if shape != param.shape:
+            raise ValueError(f"init[{name!r}] has shape {shape}; the model declares {param.shape}.")
+        value = np.asarray(init[name], dtype=float)
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"init[{name!r}] is not finite.")
+        inside = np.asarray(param.constraint(jnp.asarray(value)))
+        if not np.all(inside):
+            raise ValueError(f"init[{name!r}] = {value} lies outside the parameter's support "
+                             f"{param.constraint}.")
+    return model.unconstrain(init)
+
+
+def finite_start(start: np.ndarray) -> None:
+    """Raise when the log-density at the initial point (one value per problem) is not finite."""
+    bad = ~np.isfinite(np.ravel(start))
+    if bad.any():
+        raise ValueError(
+            f"The log-density at the initial point is {np.ravel(start)[bad][0]} (not finite). "
+            "Give init= with values where the likelihood and prior are positive (e.g. inside "
+            "every prior's support, with a linear predictor that does not overflow)."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# sample's arguments
+# --------------------------------------------------------------------------------------------
+
+CHAIN_METHODS = ("parallel", "vectorized", "sequential")
+
+
+def sample_settings(num_warmup, num_samples, num_chains, target_accept, max_tree_depth,
+                    chain_method, init, seed, log_likelihood) -> None:
+    """The settings of ``sample``, each checked on its own."""
+    for name, value, least in (("num_chains", num_chains, 1), ("num_samples", num_samples, 1),
+                               ("num_warmup", num_warmup, 0)):
+        if not _is_int(value) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}; got {value!r}.")
+    if not 0.0 < float(target_accept) < 1.0:
+        raise ValueError(
+            f"target_accept must be strictly between 0 and 1 (e.g. 0.8, or 0.95 for hard "
+            f"posteriors); got {target_accept!r}."
+        )
+    depths = max_tree_depth if isinstance(max_tree_depth, tuple) else (max_tree_depth,)
+    if not all(_is_int(d) and d >= 1 for d in depths):
+        raise ValueError(
+            f"max_tree_depth must be an integer >= 1 (or a (warm-up, sampling) pair); "
+            f"got {max_tree_depth!r}."
+        )
+    if chain_method is not None and chain_method not in CHAIN_METHODS:
+        raise ValueError(
+            f"chain_method must be None (automatic) or one of {CHAIN_METHODS}; "
+            f"got {chain_method!r}."
+        )
+    if chain_method == "parallel" and num_chains % min(num_chains, jax.local_device_count()):
+        raise ValueError(
+            f"chain_method='parallel' needs num_chains ({num_chains}) to be a multiple of the "
+            f"devices used ({jax.local_device_count()} available)."
+        )
+    if not isinstance(init, Mapping) and init not in ("map", "prior", "uniform"):
+        raise ValueError(
+            f"init must be 'map', 'prior', 'uniform' or a dict of parameter values; got {init!r}."
+        )
+    if not _is_int(seed):
+        raise TypeError(f"seed must be an integer; got {seed!r}.")
+    if not isinstance(log_likelihood, bool | np.bool_):
+        raise TypeError(f"log_likelihood must be True or False; got {log_likelihood!r}.")

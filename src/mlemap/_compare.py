@@ -1,4 +1,4 @@
-"""compare(): point estimates against the posterior; LOO across likelihoods; prior sweeps.
+"""compare(): point estimates against the posterior; compare_losses(): LOO across likelihoods.
 
 Every number here is read from a posterior :class:`xarray.DataTree` (``mm.sample``'s layout)
 with ArviZ's own statistics (``arviz_stats.summary``, ``median``, ``psense_summary``,
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import arviz_base
@@ -23,14 +23,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from mlemap._fit import PointEstimate, fit
-from mlemap._laplace import LaplaceApprox
-from mlemap._model import Model, log_density_fn
-from mlemap._sample import LOG_LIKELIHOOD_VAR, sample
+from mlemap._draws import LOG_LIKELIHOOD_VAR
+from mlemap._fit import PointEstimate
+from mlemap._flat import (SAMPLE_DIMS, check_names, estimate_values, flat_point,
+                          flatten_dataset, posterior_group)
+from mlemap._laplace import LaplaceApprox, curvature
+from mlemap._model import Model
 
-__all__ = ["compare", "compare_losses", "prior_sweep", "CompareWarning"]
+__all__ = ["compare", "compare_losses", "CompareWarning"]
 
-SAMPLE_DIMS = ("chain", "draw")
 #: Relative tolerance of the "a draw beats the reported maximum" guard.
 MODE_RTOL = 1e-8
 #: Absolute tolerance of the same guard (log-density units).
@@ -40,122 +41,6 @@ MODE_ATOL = 1e-6
 class CompareWarning(UserWarning):
     """A point estimate does not agree with its posterior (a draw beats the reported maximum),
     or a LOO comparison is unreliable (high Pareto-k)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Flat views: one scalar variable per parameter entry, named like Model.flat_names()
-# --------------------------------------------------------------------------------------------
-
-
-def _flat_label(name: str, index: tuple[int, ...]) -> str:
-    return name if not index else f"{name}[{','.join(map(str, index))}]"
-
-
-def _flatten_dataset(ds: xr.Dataset, names: list[str]) -> xr.Dataset:
-    """``{beta: (chain, draw, 2)} -> {beta[0]: (chain, draw), beta[1]: (chain, draw)}``.
-
-    The flat layout makes every ArviZ table and plot label its rows ``beta[0]``, exactly as
-    ``Model.flat_names()`` does, whatever the parameter's rank.
-    """
-    out = {}
-    for name in names:
-        da = ds[name]
-        extra = [d for d in da.dims if d not in SAMPLE_DIMS]
-        values = da.transpose(*SAMPLE_DIMS, *extra).values
-        for index in np.ndindex(values.shape[2:]):
-            out[_flat_label(name, index)] = (SAMPLE_DIMS, values[(slice(None), slice(None), *index)])
-    return xr.Dataset(out, coords={d: ds[d] for d in SAMPLE_DIMS})
-
-
-def _flat_point(params: Mapping[str, Any], names: list[str]) -> dict[str, float]:
-    out = {}
-    for name in names:
-        value = np.asarray(params[name], dtype=float)
-        for index in np.ndindex(value.shape):
-            out[_flat_label(name, index)] = float(value[index])
-    return out
-
-
-def _posterior_group(posterior) -> xr.Dataset:
-    if isinstance(posterior, xr.DataTree):
-        if "posterior" not in posterior.children:
-            raise ValueError(
-                "The posterior DataTree has no 'posterior' group (it has "
-                f"{sorted(posterior.children)}). Pass the DataTree returned by mm.sample."
-            )
-        return posterior["posterior"].to_dataset()
-    raise TypeError(
-        f"posterior must be an xarray.DataTree from mm.sample; got {type(posterior).__name__}."
-    )
-
-
-def _param_shape(ds: xr.Dataset, name: str) -> tuple[int, ...]:
-    da = ds[name]
-    return tuple(da.sizes[d] for d in da.dims if d not in SAMPLE_DIMS)
-
-
-# --------------------------------------------------------------------------------------------
-# Estimates: PointEstimate, LaplaceApprox or a plain dict of values
-# --------------------------------------------------------------------------------------------
-
-
-def _estimate_values(label: str, estimate) -> dict[str, np.ndarray]:
-    """The constrained values an estimate is drawn at: a point's params, a Laplace mean."""
-    if isinstance(estimate, PointEstimate):
-        if np.ndim(estimate.log_density) != 0:
-            raise ValueError(
-                f"estimates[{label!r}] is a batched PointEstimate (leading axis "
-                f"{np.shape(estimate.log_density)[0]}); index one fit first, e.g. with "
-                "jax.tree.map(lambda a: a[i], ...) or by refitting without batch=."
-            )
-        return {k: np.asarray(v) for k, v in estimate.params.items()}
-    if isinstance(estimate, LaplaceApprox):
-        if estimate.draws is None:
-            raise ValueError(
-                f"estimates[{label!r}] is a Laplace approximation without draws (its Hessian "
-                "is not positive definite); it has no distribution to compare."
-            )
-        draws = estimate.draws["posterior"].to_dataset()
-        return {k: draws[k].mean(SAMPLE_DIMS).values for k in estimate.mode.params}
-    if isinstance(estimate, Mapping):
-        return {k: np.asarray(v, dtype=float) for k, v in estimate.items()}
-    raise TypeError(
-        f"estimates[{label!r}] must be a PointEstimate (mm.fit), a LaplaceApprox (mm.laplace) "
-        f"or a dict of parameter values; got {type(estimate).__name__}."
-    )
-
-
-def _check_names(estimates: dict[str, dict], post: xr.Dataset, model: Model | None) -> list[str]:
-    """The parameter names shared by every estimate and the posterior, in the model's order."""
-    labels = list(estimates)
-    first = list(estimates[labels[0]])
-    expected = list(model.params) if model is not None else first
-    for label, values in estimates.items():
-        missing = sorted(set(expected) - set(values))
-        unknown = sorted(set(values) - set(expected))
-        if missing or unknown:
-            against = "the model's" if model is not None else f"estimates[{labels[0]!r}]'s"
-            raise ValueError(
-                f"estimates[{label!r}] has parameters that do not match {against} "
-                f"{expected}: missing {missing}, unknown {unknown}. Compare estimates of the "
-                "same model as the posterior."
-            )
-    absent = [name for name in expected if name not in post.data_vars]
-    if absent:
-        raise ValueError(
-            f"The posterior has no variable for the parameters {absent}; its variables are "
-            f"{sorted(post.data_vars)}. The estimates and the posterior must come from the "
-            "same model (same parameter names)."
-        )
-    for label, values in estimates.items():
-        for name in expected:
-            shape = tuple(np.shape(values[name]))
-            if shape != _param_shape(post, name):
-                raise ValueError(
-                    f"estimates[{label!r}][{name!r}] has shape {shape}, but the posterior's "
-                    f"{name!r} has shape {_param_shape(post, name)} (dims after chain, draw)."
-                )
-    return expected
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,31 +100,11 @@ def _mode_check(label: str, estimate, posterior: xr.DataTree) -> dict | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _mle_standard_errors(model: Model, data, mle: PointEstimate, names: list[str]) -> dict:
-    """:math:`\\sqrt{\\mathrm{diag}(J (-H)^{-1} J^\\top)}`, the classical standard errors.
-
-    ``H`` is the Hessian of the log-likelihood in unconstrained space at the MLE and ``J`` the
-    Jacobian of the constraining map (delta method): statsmodels' ``bse``. Written here
-    because ``mm.laplace(method="mle")`` would also draw and importance-check, which this
-    column does not need.
-    """
-    data = jax.tree.map(jnp.asarray, data)
-    log_lik = log_density_fn(model, prior=False, jacobian=False)
-    position = jnp.asarray(mle.position)
-    hessian = np.asarray(jax.hessian(log_lik)(position, data))
-    hessian = 0.5 * (hessian + hessian.T)
-
-    def flat_constrained(u):
-        return jnp.concatenate([jnp.ravel(v) for v in model.constrain(u).values()])
-
-    jac = np.asarray(jax.jacfwd(flat_constrained)(position))
-    try:
-        cov = np.linalg.inv(-hessian)
-        se = np.sqrt(np.diag(jac @ cov @ jac.T))
-    except np.linalg.LinAlgError:
-        se = np.full(jac.shape[0], np.nan)
-    labels = model.flat_names()
-    return {label: float(v) for label, v in zip(labels, se, strict=True)}
+def _mle_standard_errors(model: Model, data, mle: PointEstimate) -> dict[str, float]:
+    """The classical standard errors at the MLE, keyed by flat name: statsmodels' ``bse``
+    (:func:`mlemap._laplace.curvature` with ``method="mle"``, without laplace's draws)."""
+    std_errors = curvature(model, jax.tree.map(jnp.asarray, data), mle.position, "mle").std_errors
+    return flat_point(std_errors, list(model.params))
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,7 +193,7 @@ def compare(
     CompareWarning
         When a posterior draw beats an estimate's reported maximum.
     """
-    post = _posterior_group(posterior)
+    post = posterior_group(posterior)
     if not isinstance(estimates, Mapping) or not estimates:
         raise ValueError(
             "estimates must be a non-empty dict label -> PointEstimate / LaplaceApprox, e.g. "
@@ -340,10 +205,10 @@ def compare(
         ci_prob = arviz_base.rcParams["stats.ci_prob"]
     if (model is None) != (data is None):
         raise ValueError("Give both model and data (for the standard errors), or neither.")
-    values = {label: _estimate_values(label, est) for label, est in estimates.items()}
-    names = _check_names(values, post, model)
+    values = {label: estimate_values(label, est) for label, est in estimates.items()}
+    names = check_names(values, post, model)
 
-    flat_post = _flatten_dataset(post, names)
+    flat_post = flatten_dataset(post, names)
     labels = list(flat_post.data_vars)
     flat_tree = xr.DataTree.from_dict({"posterior": flat_post})
 
@@ -357,7 +222,7 @@ def compare(
     mean, sd = table["mean"].to_numpy(), table["sd"].to_numpy()
 
     for label, estimate in estimates.items():
-        point = _flat_point(values[label], names)
+        point = flat_point(values[label], names)
         x = np.array([point[k] for k in labels])
         table[label] = x
         # No ArviZ function gives the posterior CDF at a given point: the mid-rank empirical
@@ -367,7 +232,7 @@ def compare(
         ]
         table[f"{label}_z"] = (x - mean) / sd
         if isinstance(estimate, LaplaceApprox):
-            se = _flat_point({k: np.asarray(v) for k, v in estimate.std_errors.items()}, names)
+            se = flat_point({k: np.asarray(v) for k, v in estimate.std_errors.items()}, names)
             table[f"{label}_sd"] = [se[k] for k in labels]
             table[f"{label}_sd_ratio"] = table[f"{label}_sd"].to_numpy() / sd
             table[f"{label}_wasserstein"] = _wasserstein(flat_post, estimate, names, labels, seed)
@@ -404,7 +269,7 @@ def compare(
 
 def _wasserstein(flat_post, approx: LaplaceApprox, names, labels, seed) -> list[float]:
     """Marginal Wasserstein-1 distance per parameter, ``arviz_stats.wasserstein``."""
-    flat_q = _flatten_dataset(approx.draws["posterior"].to_dataset(), names)
+    flat_q = flatten_dataset(approx.draws["posterior"].to_dataset(), names)
     size_p = int(np.prod([flat_post.sizes[d] for d in SAMPLE_DIMS]))
     size_q = int(np.prod([flat_q.sizes[d] for d in SAMPLE_DIMS]))
     num = min(size_p, size_q)
@@ -424,12 +289,12 @@ def _prior_pull(table, estimates, values, names, labels, model, data) -> None:
     if len(mles) != 1 or not maps:
         return
     mle_label = mles[0]
-    mle = _flat_point(values[mle_label], names)
+    mle = flat_point(values[mle_label], names)
     se = None
     if model is not None:
-        se = _mle_standard_errors(model, data, estimates[mle_label], names)
+        se = _mle_standard_errors(model, data, estimates[mle_label])
     for label in maps:
-        point = _flat_point(values[label], names)
+        point = flat_point(values[label], names)
         diff = np.array([point[k] - mle[k] for k in labels])
         table[f"{label}_pull_sd"] = diff / table["sd"].to_numpy()
         if se is not None:
@@ -528,108 +393,3 @@ def compare_losses(posteriors: Mapping[str, xr.DataTree]) -> pd.DataFrame:
             stacklevel=2,
         )
     return table
-
-
-# --------------------------------------------------------------------------------------------
-# prior_sweep(): the MAP path and the posterior across prior scales
-# --------------------------------------------------------------------------------------------
-
-
-def prior_sweep(
-    model: Model,
-    data: Any,
-    name: str,
-    prior_fn: Callable[[Any], Any],
-    scales,
-    *,
-    nuts_scales=None,
-    ci_prob: float | None = None,
-    num_warmup: int = 500,
-    num_samples: int = 500,
-    num_chains: int = 2,
-    seed: int = 0,
-) -> xr.Dataset:
-    """The MAP path and the posterior as the prior on one parameter goes from tight to flat.
-
-    The MAP at every scale in ``scales`` is one batched ``mm.fit(..., batch="priors")`` call
-    (one compiled program); the MLE (``method="mle"``) is the flat-prior limit; NUTS runs at
-    each of ``nuts_scales`` (default: three scales of ``scales``, smallest, middle, largest).
-
-    Parameters
-    ----------
-    model, data
-    name : str
-        The parameter whose prior is swept (e.g. ``"beta"``).
-    prior_fn : callable
-        ``scale -> numpyro Distribution``, e.g. ``lambda s: dist.Normal(0.0, s)``. It is
-        called with an array of shape ``(B, 1, ..., 1)`` (one trailing 1 per axis of the
-        parameter) for the batched fit, and with a 0-d array for each NUTS run; it must be
-        JAX-traceable (no Python ``float(s)``).
-    scales : array (B,)
-        Prior scales, increasing (tight to flat).
-    nuts_scales : array, optional
-        Scales at which to sample, each with ``mm.sample(..., priors={name: prior_fn(s)})``:
-        the priors are an argument of the compiled program, so every scale runs the same one.
-    ci_prob : float, optional
-        Posterior interval (ETI); ArviZ's default 0.89.
-    num_warmup, num_samples, num_chains, seed
-        NUTS settings, per scale.
-
-    Returns
-    -------
-    xarray.Dataset
-        Dims ``scale`` (B), ``nuts_scale``, ``parameter`` (flat names): ``map``
-        (scale, parameter), ``map_converged`` (scale), ``mle`` (parameter), ``mean``,
-        ``lower``, ``upper`` (nuts_scale, parameter); attrs ``name``, ``ci``.
-    """
-    if name not in model.params:
-        raise ValueError(f"{name!r} is not a parameter of the model ({sorted(model.params)}).")
-    scales = np.asarray(scales, dtype=float)
-    if scales.ndim != 1 or scales.size < 2 or np.any(scales <= 0):
-        raise ValueError("scales must be a 1-D array of at least two positive prior scales.")
-    if nuts_scales is None:
-        nuts_scales = scales[[0, scales.size // 2, -1]]
-    nuts_scales = np.asarray(nuts_scales, dtype=float).reshape(-1)
-    if ci_prob is None:
-        ci_prob = arviz_base.rcParams["stats.ci_prob"]
-    shape = model.params[name].shape
-    # One batched fit over the path's scales and NUTS's: the MAP at each NUTS scale is its
-    # chains' starting point (no separate compile of a MAP start inside mm.sample).
-    every = np.concatenate([scales, nuts_scales])
-    batched = prior_fn(jnp.asarray(every).reshape((-1,) + (1,) * len(shape)))
-    path = fit(model, data, method="map", priors={name: batched}, batch="priors")
-    mle = fit(model, data, method="mle")
-    names = list(model.params)
-    labels = model.flat_names()
-    map_values = np.stack([
-        np.concatenate([np.asarray(path.params[k][i]).ravel() for k in names])
-        for i in range(scales.size)
-    ])
-    mle_values = np.concatenate([np.asarray(mle.params[k]).ravel() for k in names])
-
-    means, lowers, uppers = [], [], []
-    for i, scale in enumerate(nuts_scales):
-        prior = prior_fn(jnp.asarray(scale, dtype=jnp.result_type(float)))
-        j = scales.size + i
-        start = {k: np.asarray(path.params[k][j]) for k in names}
-        finite = bool(path.converged[j]) and bool(np.all(np.isfinite(model.unconstrain(start))))
-        tree = sample(model, data, priors={name: prior}, num_warmup=num_warmup,
-                      num_samples=num_samples, num_chains=num_chains, seed=seed + i,
-                      init=start if finite else "prior", progress_bar=False)
-        flat = _flatten_dataset(tree["posterior"].to_dataset(), names)
-        ci = arviz_stats.eti(flat, prob=ci_prob, dim=list(SAMPLE_DIMS))
-        means.append([float(flat[k].mean()) for k in labels])
-        lowers.append([float(ci[k].isel(ci_bound=0)) for k in labels])
-        uppers.append([float(ci[k].isel(ci_bound=1)) for k in labels])
-    return xr.Dataset(
-        {
-            "map": (("scale", "parameter"), map_values),
-            "map_converged": ("scale", np.asarray(path.converged, dtype=bool)[: scales.size]),
-            "mle": ("parameter", mle_values),
-            "mean": (("nuts_scale", "parameter"), np.asarray(means)),
-            "lower": (("nuts_scale", "parameter"), np.asarray(lowers)),
-            "upper": (("nuts_scale", "parameter"), np.asarray(uppers)),
-        },
-        coords={"scale": scales, "nuts_scale": nuts_scales, "parameter": labels},
-        attrs={"name": name, "ci": f"eti {round(100 * ci_prob)}%"},
-    )

@@ -28,10 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from mlemap._fit import PointEstimate, Status, _check_data, fit
-from mlemap._model import Model, check_log_likelihood, log_density_fn
+from mlemap._data import check_data
+from mlemap._density import check_log_likelihood, log_density_fn, merge_priors
+from mlemap._fit import PointEstimate, Status, fit
+from mlemap._model import Model
+from mlemap._programs import program
 
-__all__ = ["laplace", "LaplaceApprox", "LaplaceWarning"]
+__all__ = ["laplace", "LaplaceApprox", "LaplaceWarning", "curvature"]
 
 Array = jax.Array
 
@@ -70,7 +73,7 @@ class LaplaceApprox(NamedTuple):
     method : str
         ``"map"`` (posterior, with Jacobian) or ``"mle"`` (observed information).
     flat_names : list[str]
-        Names of the unconstrained coordinates when they match the constrained ones.
+        Names of the unconstrained coordinates (:meth:`Model.unconstrained_names`).
     """
 
     mode: PointEstimate
@@ -86,39 +89,13 @@ class LaplaceApprox(NamedTuple):
     flat_names: list[str]
 
 
-def _functions(model: Model, method: str):
-    """Jitted Hessian, constrain-Jacobian and draws with their log-ratios; data is an argument.
+class Curvature(NamedTuple):
+    """The Gaussian's covariance at a mode, and what it says in the constrained space."""
 
-    The linear algebra between them (inverse, delta method, Cholesky) is a few ``dim x dim``
-    numpy calls: run op by op in JAX, each would compile a program of its own on first use
-    (about 20 per new ``dim``, which made a cold ``laplace`` mostly compiling).
-    """
-    per_model = model._programs.setdefault("laplace", {})  # freed with the model
-    if method not in per_model:
-        objective = log_density_fn(model, prior=(method == "map"), jacobian=(method == "map"))
-        # The importance target: the density of the unconstrained coordinates (flat priors
-        # for "mle": the likelihood as a posterior).
-        target = log_density_fn(model, prior=(method == "map"), jacobian=True)
-
-        def flat_constrained(u):
-            return jnp.concatenate([jnp.ravel(v) for v in model.constrain(u).values()])
-
-        def draw(mean, chol, seed, data, priors, num_draws):
-            """``num_draws`` draws ``u = mean + L z`` of q: their log p - log q (up to a
-            constant, irrelevant to Pareto-k) and their constrained values."""
-            z = jax.random.normal(jax.random.key(seed), (num_draws, mean.shape[0]),
-                                  dtype=mean.dtype)
-            draws_u = mean[None, :] + z @ chol.T
-            log_q = -0.5 * jnp.sum(z * z, axis=1)
-            log_p = jax.vmap(target, in_axes=(0, None, None))(draws_u, data, priors)
-            return log_p - log_q, jax.vmap(model.constrain)(draws_u)
-
-        per_model[method] = (
-            jax.jit(jax.hessian(objective)),
-            jax.jit(jax.jacfwd(flat_constrained)),
-            jax.jit(draw, static_argnames="num_draws"),
-        )
-    return per_model[method]
+    hessian: np.ndarray  # (dim, dim) of the log-density
+    cov: np.ndarray | None  # (dim, dim), None when -H is not positive definite
+    std_errors: dict[str, np.ndarray]  # delta method, NaN when cov is None
+    eigenvalues: np.ndarray  # (dim,) of -H, ascending
 
 
 def laplace(
@@ -165,6 +142,38 @@ def laplace(
         When :math:`-H` is not positive definite (then ``cov`` is NaN and ``draws`` None),
         or when the mode is not a converged interior maximum.
     """
+    _check_arguments(model, method, num_draws, seed)
+    data, _ = check_data(data)
+    check_log_likelihood(model, data)  # pointwise, checked before anything is traced
+    if priors is not None and method == "map":
+        priors = merge_priors(model, priors)
+    mode = _mode(model, data, mode, method, priors, fit_kwargs)
+    priors = dict(model.priors) if priors is None else priors
+    mean = jnp.asarray(mode.position)
+    curv = curvature(model, data, mean, method, priors)
+    names = model.unconstrained_names()
+    if curv.cov is None or mode.result == Status.NOT_UNIQUE:
+        _warn_not_positive_definite(curv, names)
+        dim = mean.shape[0]
+        return LaplaceApprox(mode, mean, jnp.full((dim, dim), jnp.nan), jnp.asarray(curv.hessian),
+                             {k: jnp.full(p.shape, jnp.nan) for k, p in model.params.items()},
+                             None, float("nan"), jnp.full((0,), jnp.nan), False, method, names)
+    draw = _programs(model, method)[2]
+    log_ratios, params = draw(mean, jnp.asarray(np.linalg.cholesky(curv.cov)), seed, data, priors,
+                              num_draws=int(num_draws))
+    pareto_k = _pareto_k(np.asarray(log_ratios))
+    if not np.isfinite(pareto_k) or pareto_k > 0.7:
+        warnings.warn(
+            f"laplace: Pareto-k of the importance ratios is {pareto_k:.2f} (> 0.7): the "
+            "Gaussian is a poor approximation of this posterior. Sample it with mm.sample.",
+            LaplaceWarning, stacklevel=2)
+    draws = arviz_base.from_dict({"posterior": {k: np.asarray(v)[None] for k, v in params.items()}})
+    std_errors = {k: jnp.asarray(v) for k, v in curv.std_errors.items()}
+    return LaplaceApprox(mode, mean, jnp.asarray(curv.cov), jnp.asarray(curv.hessian), std_errors,
+                         draws, pareto_k, log_ratios, True, method, names)
+
+
+def _check_arguments(model, method, num_draws, seed) -> None:
     if not isinstance(model, Model):
         raise TypeError(f"laplace expects an mlemap.Model; got {type(model).__name__}.")
     if method not in ("map", "mle"):
@@ -174,12 +183,10 @@ def laplace(
                          f"pareto_k); got {num_draws!r}.")
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
         raise TypeError(f"seed must be an integer; got {seed!r}.")
-    data, _ = _check_data(data, False)  # numeric and finite, as in fit
-    check_log_likelihood(model, data)  # pointwise, checked before anything is traced
-    if priors is not None and method == "map":
-        merged = dict(model.priors)
-        merged.update(priors)
-        priors = merged
+
+
+def _mode(model, data, mode, method, priors, fit_kwargs) -> PointEstimate:
+    """The given mode, checked, or the fit of the method's objective."""
     if mode is None:
         mode = fit(model, data, method=method, jacobian=(method == "map"), priors=priors,
                    **fit_kwargs)
@@ -194,16 +201,24 @@ def laplace(
         warnings.warn(
             "mode was fitted with jacobian=False: the Gaussian is centred off the mode of the "
             "unconstrained density it approximates (only equal for unconstrained parameters). "
-            "Fit with jacobian=True.", LaplaceWarning, stacklevel=2)
-    if mode.result not in (Status.CONVERGED, Status.NOT_UNIQUE):  # the latter: warned below
-        warnings.warn(f"laplace: the mode is not a converged interior maximum ({mode.status})",
-                      LaplaceWarning, stacklevel=2)
+            "Fit with jacobian=True.", LaplaceWarning, stacklevel=3)
+    if mode.result not in (Status.CONVERGED, Status.NOT_UNIQUE):  # the latter: warned later
+        warnings.warn(f"laplace: the mode is not a converged interior maximum ({mode.message})",
+                      LaplaceWarning, stacklevel=3)
+    return mode
 
-    data = jax.tree.map(jnp.asarray, data)
-    priors_arg = dict(model.priors) if priors is None else priors
-    hessian_fn, jac_fn, draw_fn = _functions(model, method)
-    mean = jnp.asarray(mode.position)
-    hessian = np.asarray(hessian_fn(mean, data, priors_arg))
+
+def curvature(model: Model, data, position, method: str, priors: Mapping | None = None
+              ) -> Curvature:
+    """The Hessian of ``method``'s log-density at ``position``, its inverse negative and the
+    constrained standard errors :math:`\\sqrt{\\mathrm{diag}(J \\Sigma J^\\top)}` (delta
+    method, :math:`J` the Jacobian of the constraining map).
+
+    ``method="mle"``: of the log-likelihood, statsmodels' ``cov_params`` and ``bse``.
+    """
+    hessian_fn, jacobian_fn, _ = _programs(model, method)
+    priors = dict(model.priors) if priors is None else dict(priors)
+    hessian = np.asarray(hessian_fn(jnp.asarray(position), data, priors))
     hessian = 0.5 * (hessian + hessian.T)
     precision = -hessian
     eig = np.linalg.eigvalsh(precision)
@@ -211,48 +226,63 @@ def laplace(
     # is a singular Hessian whose inverse would be rounding noise (e.g. collinear columns,
     # which the fit reports as Status.NOT_UNIQUE).
     eps = float(np.finfo(precision.dtype).eps)
-    positive_definite = bool(np.all(np.isfinite(eig)) and eig.min() > 1e3 * eps * np.abs(eig).max()
-                             and mode.result != Status.NOT_UNIQUE)
-    dim = mean.shape[0]
-    names = _unconstrained_names(model)
-    if not positive_definite:
-        bad = [names[i] for i in np.flatnonzero(np.abs(np.linalg.eigh(precision)[1][:, 0]) > 0.3)]
-        warnings.warn(
-            f"laplace: the negative Hessian of the log-density at the mode is singular or not "
-            f"positive definite (smallest eigenvalue {eig.min():.3g}, direction mostly along {bad}): "
-            "the point is not a strict maximum and has no Gaussian approximation. Fix: give "
-            "the weakly identified parameters a proper prior, reparameterize (e.g. "
-            "non-centered), or check the mode's status (a boundary or a saddle point).",
-            LaplaceWarning, stacklevel=2)
-        nan = jnp.full((dim, dim), jnp.nan)
-        return LaplaceApprox(mode, mean, nan, jnp.asarray(hessian),
-                             {k: jnp.full(p.shape, jnp.nan) for k, p in model.params.items()},
-                             None, float("nan"), jnp.full((0,), jnp.nan), False, method, names)
-
+    if not (np.all(np.isfinite(eig)) and eig.min() > 1e3 * eps * np.abs(eig).max()):
+        nan = {k: np.full(p.shape, np.nan) for k, p in model.params.items()}
+        return Curvature(hessian, None, nan, eig)
     cov = np.linalg.inv(precision)
     cov = 0.5 * (cov + cov.T)
-    # Delta method: Cov(theta) ~ J Cov(u) J^T, J the Jacobian of the constraining map.
-    jac = np.asarray(jac_fn(mean))
-    se_flat = np.sqrt(np.diag(jac @ cov @ jac.T))
+    jac = np.asarray(jacobian_fn(jnp.asarray(position)))
+    flat = np.sqrt(np.diag(jac @ cov @ jac.T))
     std_errors, start = {}, 0
     for name, p in model.params.items():
         size = int(np.prod(p.shape))
-        std_errors[name] = jnp.asarray(se_flat[start:start + size].reshape(p.shape))
+        std_errors[name] = flat[start:start + size].reshape(p.shape)
         start += size
+    return Curvature(hessian, cov, std_errors, eig)
 
-    # Draws, log q and log p, Pareto-k.
-    log_ratios, params = draw_fn(mean, jnp.asarray(np.linalg.cholesky(cov)), seed, data,
-                                 priors_arg, num_draws=int(num_draws))
-    pareto_k = _pareto_k(np.asarray(log_ratios))
-    if not np.isfinite(pareto_k) or pareto_k > 0.7:
-        warnings.warn(
-            f"laplace: Pareto-k of the importance ratios is {pareto_k:.2f} (> 0.7): the "
-            "Gaussian is a poor approximation of this posterior. Sample it with mm.sample.",
-            LaplaceWarning, stacklevel=2)
-    posterior = {k: np.asarray(v)[None] for k, v in params.items()}
-    draws = arviz_base.from_dict({"posterior": posterior})
-    return LaplaceApprox(mode, mean, jnp.asarray(cov), jnp.asarray(hessian), std_errors, draws,
-                         pareto_k, log_ratios, True, method, names)
+
+def _warn_not_positive_definite(curv: Curvature, names: list[str]) -> None:
+    vec = np.linalg.eigh(-curv.hessian)[1]
+    bad = [names[i] for i in np.flatnonzero(np.abs(vec[:, 0]) > 0.3)]
+    warnings.warn(
+        f"laplace: the negative Hessian of the log-density at the mode is singular or not "
+        f"positive definite (smallest eigenvalue {curv.eigenvalues.min():.3g}, direction "
+        f"mostly along {bad}): the point is not a strict maximum and has no Gaussian "
+        "approximation. Fix: give the weakly identified parameters a proper prior, "
+        "reparameterize (e.g. non-centered), or check the mode's status (a boundary or a "
+        "saddle point).", LaplaceWarning, stacklevel=3)
+
+
+def _programs(model: Model, method: str):
+    """Jitted Hessian, constrain-Jacobian and draws with their log-ratios; data is an argument.
+
+    The linear algebra between them (inverse, delta method, Cholesky) is a few ``dim x dim``
+    numpy calls: run op by op in JAX, each would compile a program of its own on first use.
+    """
+
+    def build():
+        objective = log_density_fn(model, prior=(method == "map"), jacobian=(method == "map"))
+        # The importance target: the density of the unconstrained coordinates (flat priors
+        # for "mle": the likelihood as a posterior).
+        target = log_density_fn(model, prior=(method == "map"), jacobian=True)
+
+        def flat_constrained(u):
+            return jnp.concatenate([jnp.ravel(v) for v in model.constrain(u).values()])
+
+        def draw(mean, chol, seed, data, priors, num_draws):
+            """``num_draws`` draws ``u = mean + L z`` of q: their log p - log q (up to a
+            constant, irrelevant to Pareto-k) and their constrained values."""
+            z = jax.random.normal(jax.random.key(seed), (num_draws, mean.shape[0]),
+                                  dtype=mean.dtype)
+            draws_u = mean[None, :] + z @ chol.T
+            log_q = -0.5 * jnp.sum(z * z, axis=1)
+            log_p = jax.vmap(target, in_axes=(0, None, None))(draws_u, data, priors)
+            return log_p - log_q, jax.vmap(model.constrain)(draws_u)
+
+        return (jax.jit(jax.hessian(objective)), jax.jit(jax.jacfwd(flat_constrained)),
+                jax.jit(draw, static_argnames="num_draws"))
+
+    return program(model, ("laplace", method), build)
 
 
 def _pareto_k(log_ratios: np.ndarray) -> float:
@@ -266,13 +296,3 @@ def _pareto_k(log_ratios: np.ndarray) -> float:
     da = xr.DataArray(-log_ratios[None, :], dims=("chain", "draw"))
     _, k = da.azstats.psislw(dim=["chain", "draw"])
     return float(k)
-
-
-def _unconstrained_names(model: Model) -> list[str]:
-    names = []
-    for name, p in model.params.items():
-        if p.size == 1 and p.unconstrained_shape == ():
-            names.append(name)
-        else:
-            names.extend(f"{name}[{i}]" for i in range(p.size))
-    return names

@@ -1,24 +1,11 @@
-"""Models as named parameters plus a pointwise log-likelihood, and their log-densities.
+"""Models: named parameters, their supports and priors, and the flat unconstrained vector.
 
 A :class:`Model` is written once. Every consumer (``fit``, ``laplace``, ``sample``) works on
 one flat vector ``position`` of shape ``(dim,)`` in *unconstrained* space; this module maps it
-to named, constrained parameters through NumPyro's ``biject_to`` and builds the three
-log-densities of DESIGN.md:
-
-.. math::
-
-    \\ell_{\\mathrm{MLE}}(u)  &= \\sum_i \\log p(y_i \\mid T(u)) \\\\
-    \\ell_{\\mathrm{MAP}}(u)  &= \\ell_{\\mathrm{MLE}}(u) + \\log p(T(u)) \\\\
-    \\ell_{\\mathrm{post}}(u) &= \\ell_{\\mathrm{MAP}}(u) + \\log |\\det J_T(u)|
-
-where :math:`T` maps unconstrained to constrained values. The first is maximized by the MLE,
-the second by the textbook MAP (``jacobian=False``), the third is the density of the
-unconstrained coordinates, which NUTS samples and the Laplace approximation expands.
-
-Data and priors are *arguments* of every built function, never closure constants, so one
-compiled program serves every dataset of the same shapes and every prior scale of a sweep.
-NumPyro distributions are pytrees, so a dict of priors can be passed through ``jit`` and
-``vmap`` like any array.
+to named, constrained parameters through NumPyro's ``biject_to`` (:meth:`Model.constrain`,
+:meth:`Model.unconstrain`) and names its entries (:meth:`Model.flat_names` for the
+constrained values, :meth:`Model.unconstrained_names` for the coordinates). The
+log-densities over that vector are built in :mod:`mlemap._density`.
 """
 
 from __future__ import annotations
@@ -26,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,14 +27,7 @@ Array = jax.Array
 Params = dict[str, Array]
 Priors = dict[str, Distribution | None]
 
-__all__ = [
-    "Param",
-    "Model",
-    "log_density_fn",
-    "pointwise_log_likelihood_fn",
-    "check_log_likelihood",
-    "resolve_prior",
-]
+__all__ = ["Param", "Model", "resolve_prior", "check_param_names", "entry_name"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,9 +203,7 @@ class Model:
     params: Mapping[str, Param]
     log_likelihood: Callable[[Params, Any], Array]
     derived: Callable[[Params, Any], dict[str, Array]] | None = None
-    # The compiled programs of this model (mlemap._fit, mlemap._laplace), freed with it. A
-    # module-level WeakKeyDictionary cannot hold them: they refer to the model, which would
-    # then never be freed.
+    # The compiled programs of this model and what was checked about it: see mlemap._programs.
     _programs: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
                                         compare=False)
 
@@ -314,18 +291,36 @@ class Model:
         return total
 
     def flat_names(self) -> list[str]:
-        """Human-readable names of the *constrained* scalar entries: ``beta[0]``, ``sigma``.
+        """Names of the *constrained* scalar entries: ``beta[0]``, ``W[1,0]``, ``sigma``.
 
-        Indices are written NumPy-style, ``W[1,0]`` for a matrix, in C order.
+        Indices are written NumPy-style, in C order; a scalar parameter keeps its name.
+        """
+        return [entry_name(name, index) for name, p in self.params.items()
+                for index in itertools.product(*(range(s) for s in p.shape))]
+
+    def unconstrained_names(self) -> list[str]:
+        """Names of the ``dim`` coordinates of the flat vector: ``beta[0]``, ``sigma``.
+
+        A coordinate is numbered along its parameter's flattened unconstrained value, which
+        differs from the constrained shape for e.g. a simplex (``K`` entries, ``K - 1``
+        coordinates).
         """
         names = []
         for name, p in self.params.items():
-            if p.shape == ():
+            if p.size == 1 and p.unconstrained_shape == ():
                 names.append(name)
             else:
-                for index in itertools.product(*(range(s) for s in p.shape)):
-                    names.append(f"{name}[{','.join(map(str, index))}]")
+                names.extend(f"{name}[{i}]" for i in range(p.size))
         return names
+
+    def coordinate_params(self) -> list[str]:
+        """The parameter that each of the ``dim`` coordinates belongs to."""
+        return [name for name, p in self.params.items() for _ in range(p.size)]
+
+
+def entry_name(name: str, index: tuple[int, ...]) -> str:
+    """The name of one entry of a parameter: ``name`` for a scalar, ``name[i,j]`` else."""
+    return name if not index else f"{name}[{','.join(map(str, index))}]"
 
 
 def _float_dtype():
@@ -354,126 +349,3 @@ def _check_param_values(model: Model, params: Mapping[str, Any]) -> None:
             raise ValueError(
                 f"Parameter {name!r} has shape {shape}; the model declares {p.shape}."
             )
-
-
-# --------------------------------------------------------------------------------------------
-# Log-density builders
-# --------------------------------------------------------------------------------------------
-
-
-def pointwise_log_likelihood_fn(model: Model) -> Callable[[Array, Any], Array]:
-    """Build ``f(position, data) -> (n_obs,)``, the pointwise log-likelihood at a flat vector."""
-
-    def pointwise(position, data):
-        return model.log_likelihood(model.constrain(position), data)
-
-    return pointwise
-
-
-def log_prior(model: Model, params: Params, priors: Priors) -> Array:
-    """:math:`\\sum_k \\log p_k(\\theta_k)` over the parameters that have a prior (flat: 0)."""
-    total = jnp.zeros(())
-    for name, prior in priors.items():
-        prior = resolve_prior(prior, params)
-        if prior is not None:
-            total = total + jnp.sum(prior.log_prob(params[name]))
-    return total
-
-
-def log_density_fn(
-    model: Model, *, prior: bool = True, jacobian: bool = False
-) -> Callable[..., Array]:
-    """Build one of the three log-densities over the flat unconstrained vector.
-
-    Parameters
-    ----------
-    model : Model
-    prior : bool
-        Add :math:`\\log p(\\theta)`. ``False`` gives the log-likelihood (MLE objective).
-    jacobian : bool
-        Add :math:`\\log|\\det J_T(u)|`, making it the density of the unconstrained
-        coordinates (NUTS, Laplace). Only meaningful with ``prior=True``.
-
-    Returns
-    -------
-    callable
-        ``log_density(position, data, priors=None) -> scalar``, with ``position`` of shape
-        ``(dim,)``, ``data`` the model's data pytree and ``priors`` a dict name ->
-        distribution (``None`` entries flat) defaulting to the model's own. A pure function:
-        ``jit`` and ``vmap`` it over positions, datasets or priors.
-    """
-
-    def log_density(position, data, priors=None):
-        priors = model.priors if priors is None else priors
-        params = model.constrain(position)
-        total = jnp.sum(model.log_likelihood(params, data))
-        if prior:
-            total = total + log_prior(model, params, priors)
-        if jacobian:
-            total = total + model.log_abs_det_jacobian(position)
-        return total
-
-    return log_density
-
-
-# --------------------------------------------------------------------------------------------
-# Checking a model against its data, once per data layout
-# --------------------------------------------------------------------------------------------
-
-_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _data_signature(data) -> tuple:
-    leaves, treedef = jax.tree.flatten(data)
-    return treedef, tuple((np.shape(x), jnp.result_type(x)) for x in leaves)
-
-
-def check_log_likelihood(model: Model, data) -> int:
-    """Check, without running it, that ``log_likelihood`` is pointwise: shape ``(n_obs,)``.
-
-    Uses ``jax.eval_shape`` (abstract evaluation) once per model and data layout, so a
-    repeated fit on data of the same shapes costs nothing here and traces nothing more.
-
-    Returns
-    -------
-    int
-        ``n_obs``, the number of pointwise terms.
-
-    Raises
-    ------
-    ValueError
-        When the output is not 1-D, e.g. a summed scalar (LOO and the "loss = mean NLL"
-        view need one value per observation), or ``(n, 1)``.
-    TypeError
-        When it is not a floating-point array, or the function fails on the data.
-    """
-    signature = _data_signature(data)
-    known = _CHECKED.setdefault(model, {})
-    if signature in known:
-        return known[signature]
-    dtype = _float_dtype()
-    params = {
-        name: jax.ShapeDtypeStruct(p.shape, dtype) for name, p in model.params.items()
-    }
-    try:
-        out = jax.eval_shape(model.log_likelihood, params, data)
-    except Exception as error:  # the user's function: say where it broke, keep the cause
-        raise TypeError(
-            f"model.log_likelihood(params, data) failed on parameters of shapes "
-            f"{ {k: p.shape for k, p in model.params.items()} } and this data: "
-            f"{type(error).__name__}: {error}"
-        ) from error
-    shape = getattr(out, "shape", None)
-    if shape is None or len(shape) != 1:
-        raise ValueError(
-            "model.log_likelihood must return the pointwise log-likelihood, one value per "
-            f"observation, shape (n_obs,); it returned {shape if shape is not None else out!r}. "
-            "Return the per-observation terms, not their sum (LOO needs them), and flatten "
-            "extra axes."
-        )
-    if not jnp.issubdtype(out.dtype, jnp.floating):
-        raise TypeError(
-            f"model.log_likelihood returned dtype {out.dtype}; expected floating point."
-        )
-    known[signature] = shape[0]
-    return shape[0]

@@ -250,9 +250,9 @@ class _BernoulliLogits(dist.BernoulliLogits):
     NumPyro writes :math:`-\\log p = \\max(\\eta, 0) + \\log(1 + e^{-|\\eta|}) - y\\eta`,
     whose JAX derivative at exactly :math:`\\eta = 0` is :math:`-y` instead of
     :math:`\\tfrac12 - y`: the one-sided derivatives JAX picks at the two kinks do not cancel.
-    Every fit starts at ``beta = 0``, where all logits are 0, so the first gradient was wrong
-    (e.g. the intercept's was :math:`-\\bar y` instead of :math:`\\tfrac12 - \\bar y`) and
-    L-BFGS needed 11 iterations instead of 7 on the issue's n = 1e5 benchmark.
+    A fit that starts at ``beta = 0``, where all logits are 0, would get a wrong first gradient
+    (e.g. the intercept's would be :math:`-\\bar y` instead of :math:`\\tfrac12 - \\bar y`),
+    and take more L-BFGS iterations.
     :math:`y\\eta - \\mathrm{softplus}(\\eta)` is the same number with JAX's exact softplus
     derivative :math:`\\sigma(\\eta)` everywhere, and as stable for large :math:`|\\eta|`.
     """

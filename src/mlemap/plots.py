@@ -27,14 +27,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from mlemap._compare import (
-    SAMPLE_DIMS,
-    _check_names,
-    _estimate_values,
-    _flat_point,
-    _flatten_dataset,
-    _posterior_group,
-)
+from mlemap._flat import (SAMPLE_DIMS, check_names, estimate_values, flat_point,
+                          flatten_dataset, posterior_group)
 from mlemap._laplace import LaplaceApprox
 from mlemap.families import Family
 
@@ -60,18 +54,18 @@ _MARKERS = ("X", "P", "D", "s", "^", "v")
 
 def _prepare(posterior, estimates, var_names):
     """Flat posterior dataset, selected labels and each estimate's flat values."""
-    post = _posterior_group(posterior)
+    post = posterior_group(posterior)
     estimates = {} if estimates is None else estimates
     if not isinstance(estimates, Mapping):
         raise TypeError("estimates must be a dict label -> PointEstimate / LaplaceApprox / dict.")
-    values = {label: _estimate_values(label, est) for label, est in estimates.items()}
+    values = {label: estimate_values(label, est) for label, est in estimates.items()}
     if values:
-        names = _check_names(values, post, None)
+        names = check_names(values, post, None)
     else:
         names = [k for k in post.data_vars]
-    flat = _flatten_dataset(post, names)
+    flat = flatten_dataset(post, names)
     labels = _select(list(flat.data_vars), names, var_names)
-    points = {label: _flat_point(v, names) for label, v in values.items()}
+    points = {label: flat_point(v, names) for label, v in values.items()}
     return flat[labels], labels, names, points
 
 
@@ -245,7 +239,7 @@ def plot_forest(
     laplace_draws = {}
     for label, est in (estimates or {}).items():
         if isinstance(est, LaplaceApprox):
-            ds = _flatten_dataset(est.draws["posterior"].to_dataset(), names)[labels]
+            ds = flatten_dataset(est.draws["posterior"].to_dataset(), names)[labels]
             laplace_draws[label] = ds
             sizes.append(int(np.prod([ds.sizes[d] for d in SAMPLE_DIMS])))
     num = min(sizes)
@@ -384,7 +378,7 @@ def _glm_predictive(posterior: xr.DataTree, family: Family, num_samples: int, se
     if not {"X", "y"} <= set(obs.data_vars):
         raise ValueError(f"observed_data must hold 'X' and 'y' (a mm.glm model); it has "
                          f"{sorted(obs.data_vars)}.")
-    post = _posterior_group(posterior)
+    post = posterior_group(posterior)
     stacked = post.stack(__sample__=SAMPLE_DIMS)
     total = stacked.sizes["__sample__"]
     index = np.linspace(0, total - 1, min(num_samples, total)).round().astype(int)

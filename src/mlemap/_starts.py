@@ -1,0 +1,224 @@
+"""Where NUTS's chains start: the MAP, prior draws, uniform draws or the user's values.
+
+Every start has a finite log-density and gradient; random starts that do not are drawn
+again, and an error names the term (log-likelihood, a log-prior, a log-Jacobian, the
+gradient) that is not finite.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.distributions import Distribution
+
+from mlemap._density import log_density_fn, merge_priors
+from mlemap._fit import fit
+from mlemap._model import Model, check_param_names, resolve_prior
+from mlemap._programs import compiled
+from mlemap._shard import to_host
+
+__all__ = ["initial_positions", "prior_positions", "SamplingWarning"]
+
+#: Half-width of the uniform jitter around the MAP (unconstrained space) for ``init="map"``.
+MAP_JITTER = 0.1
+#: Half-width of Stan's and NumPyro's default uniform initialization (unconstrained space).
+UNIFORM_RADIUS = 2.0
+#: How many times a random start that gives a non-finite log-density is drawn again.
+MAX_INIT_TRIES = 20
+
+
+class SamplingWarning(UserWarning):
+    """A sampling diagnostic failed (divergences, R-hat, ESS, tree depth, drifting draws), or
+    the chains could not start where asked."""
+
+
+def _start_terms_fn(model: Model) -> Callable:
+    """Build ``terms(positions (C, dim), data, priors) -> dict name -> (C,)`` of each finite
+    check (``priors``: the overrides, merged over the model's own).
+
+    The log-likelihood, each parameter's log-prior and log-Jacobian, and whether the gradient
+    of the whole log-density is finite: so an error can name the term that is not finite.
+    """
+    log_density = log_density_fn(model, prior=True, jacobian=True)
+
+    def terms(position, data, priors):
+        merged = merge_priors(model, priors)
+        params = model.constrain(position)
+        out = {"log_likelihood": jnp.sum(model.log_likelihood(params, data))}
+        for name in model.params:
+            prior = resolve_prior(merged[name], params)
+            if prior is not None:
+                out[f"log_prior of {name!r}"] = jnp.sum(prior.log_prob(params[name]))
+        for name, u in model.unflatten(position).items():
+            transform = model.params[name].transform
+            out[f"log-Jacobian of {name!r}"] = jnp.sum(
+                transform.log_abs_det_jacobian(u, transform(u))
+            )
+        grad = jax.grad(log_density)(position, data, merged)
+        out["gradient"] = jnp.where(jnp.all(jnp.isfinite(grad)), 0.0, jnp.nan)
+        return out
+
+    return jax.vmap(terms, in_axes=(0, None, None))
+
+
+def _finite_at(model, positions, data, priors) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Which starting points have a finite log-density and gradient, and every term."""
+    program = compiled(model, ("sample", "start-terms"), lambda: _start_terms_fn(model),
+                       positions, data, priors)
+    terms = {k: to_host(v) for k, v in program.run(positions, data, priors).items()}
+    finite = np.all([np.isfinite(v) for v in terms.values()], axis=0)
+    return finite, terms
+
+
+def _describe_bad_start(terms: dict[str, np.ndarray], chain: int) -> str:
+    bad = [name for name, v in terms.items() if not np.isfinite(v[chain])]
+    values = ", ".join(f"{name} = {terms[name][chain]}" for name in bad if name != "gradient")
+    if "gradient" in bad:
+        values = (values + ", " if values else "") + "the gradient has non-finite entries"
+    return values
+
+
+def _uniform_positions(model, rng_key, num_chains):
+    """NumPyro's ``init_to_uniform`` / Stan's default: U(-2, 2) in unconstrained space."""
+    return jax.random.uniform(
+        rng_key, (num_chains, model.dim), minval=-UNIFORM_RADIUS, maxval=UNIFORM_RADIUS
+    )
+
+
+def prior_positions(model, priors, rng_key, num_chains):
+    """A draw from each proper prior (the overrides ``priors`` merged over the model's own,
+    mapped to unconstrained space), U(-2, 2) where flat."""
+    merged = merge_priors(model, priors)
+    rows = []
+    for key in jax.random.split(rng_key, num_chains):
+        parts = []
+        for name, param in model.params.items():
+            key, sub = jax.random.split(key)
+            u = None
+            # A conditional (hierarchical) prior needs the others' values: start uniform.
+            if isinstance(merged[name], Distribution):
+                prior = merged[name]
+                own = len(prior.batch_shape) + len(prior.event_shape)
+                sample_shape = param.shape[: len(param.shape) - own]
+                value = jnp.broadcast_to(prior.sample(sub, sample_shape), param.shape)
+                u = param.transform.inv(value)
+                if not bool(jnp.all(jnp.isfinite(u))):
+                    u = None  # a draw on the boundary of the support: fall back to uniform
+            if u is None:
+                u = jax.random.uniform(
+                    sub, param.unconstrained_shape, minval=-UNIFORM_RADIUS,
+                    maxval=UNIFORM_RADIUS,
+                )
+            parts.append(jnp.ravel(u))
+        rows.append(jnp.concatenate(parts))
+    return jnp.stack(rows).astype(jnp.result_type(float))
+
+
+def _map_positions(model, data, priors, rng_key, num_chains):
+    """The ``jacobian=True`` MAP (``mm.fit``, same priors) with U(-0.1, 0.1) jitter per chain,
+    or None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a failed fit is reported below, once
+            estimate = fit(model, data, method="map", jacobian=True, priors=priors)
+    except NotImplementedError as err:
+        reason = f"mm.fit is not available ({err})"
+    except Exception as err:  # noqa: BLE001 - any failure of the optimizer means: fall back
+        reason = f"mm.fit raised {type(err).__name__}: {err}"
+    else:
+        if bool(np.all(np.asarray(estimate.converged))):
+            center = model.unconstrain(estimate.params)
+            jitter = jax.random.uniform(
+                rng_key, (num_chains, model.dim), minval=-MAP_JITTER, maxval=MAP_JITTER
+            )
+            return center[None, :] + jitter, None
+        reason = f"the MAP optimization did not converge ({estimate.message})"
+    return None, reason
+
+
+def _dict_positions(model, init, num_chains):
+    """User values (constrained): each of the parameter's shape, or (num_chains, *shape)."""
+    check_param_names(model, init, "init's names", "Give one value per parameter, with "
+                      f"the shapes {_expected_shapes(model, num_chains)}.")
+    per_chain = []
+    for c in range(num_chains):
+        values = {}
+        for name, param in model.params.items():
+            value = np.asarray(init[name], dtype=float)
+            if value.shape == param.shape:
+                values[name] = value
+            elif value.shape == (num_chains, *param.shape):
+                values[name] = value[c]
+            else:
+                raise ValueError(
+                    f"init[{name!r}] has shape {value.shape}; expected {param.shape} (one start "
+                    f"shared by every chain) or {(num_chains, *param.shape)} (one per chain)."
+                )
+        per_chain.append(model.unconstrain(values))
+    positions = jnp.stack(per_chain)
+    if not bool(jnp.all(jnp.isfinite(positions))):
+        raise ValueError(
+            "init has a value outside a parameter's support (its unconstrained value is not "
+            f"finite): constraints are { {n: str(p.constraint) for n, p in model.params.items()} }."
+        )
+    return positions
+
+
+def _expected_shapes(model, num_chains):
+    return {name: f"{p.shape} or {(num_chains, *p.shape)}" for name, p in model.params.items()}
+
+
+def initial_positions(model, data, priors, init, rng_key, num_chains):
+    """Starting points ``(num_chains, dim)``, each with a finite log-density and gradient.
+
+    Random starts ("map", "prior", "uniform") that are not finite are drawn again, up to
+    ``MAX_INIT_TRIES`` times; an error names the term (log-likelihood, a log-prior, a
+    log-Jacobian, the gradient) that is not finite.
+    """
+    if isinstance(init, Mapping):
+        positions = _dict_positions(model, init, num_chains)
+        finite, terms = _finite_at(model, positions, data, priors)
+        if not finite.all():
+            c = int(np.flatnonzero(~finite)[0])
+            raise ValueError(
+                f"The log-density is not finite at the given init for chain {c}: "
+                f"{_describe_bad_start(terms, c)}. Choose starting values inside the region "
+                "where the likelihood and the priors are finite."
+            )
+        return positions, "dict"
+
+    if init == "map":
+        map_key, rng_key = jax.random.split(rng_key)
+        positions, reason = _map_positions(model, data, priors, map_key, num_chains)
+        if positions is None:
+            warnings.warn(
+                f"init='map': {reason}; the chains start from init='prior' instead.",
+                SamplingWarning,
+                stacklevel=3,
+            )
+            init = "prior"
+    if init == "prior":
+        draw = lambda key: prior_positions(model, priors, key, num_chains)  # noqa: E731
+    elif init == "uniform":
+        draw = lambda key: _uniform_positions(model, key, num_chains)  # noqa: E731
+    if init != "map":
+        rng_key, sub = jax.random.split(rng_key)
+        positions = draw(sub)
+    for _ in range(MAX_INIT_TRIES):
+        finite, terms = _finite_at(model, positions, data, priors)
+        if finite.all():
+            return positions, init
+        rng_key, sub = jax.random.split(rng_key)
+        fresh = _uniform_positions(model, sub, num_chains)
+        positions = jnp.where(jnp.asarray(finite)[:, None], positions, fresh)
+    raise ValueError(
+        f"The log-density is not finite at any of {MAX_INIT_TRIES} random starting points "
+        f"(init={init!r}, then U(-{UNIFORM_RADIUS:g}, {UNIFORM_RADIUS:g}) in unconstrained "
+        f"space); at the last one: {_describe_bad_start(terms, int(np.flatnonzero(~finite)[0]))}. "
+        "Check the data (NaN or inf, values outside the likelihood's support) and the "
+        "priors, or pass init as a dict of values where the density is finite."
+    )

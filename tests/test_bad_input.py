@@ -94,10 +94,8 @@ def test_summed_log_likelihood_in_a_batched_fit():
         mm.fit(SUMMED, {"y": np.zeros((3, 5))}, batch="data")
 
 
-# NaN data: fit and laplace refuse the data itself; sample (which may be given a model that
-# masks missing values itself) refuses a log-density that is not finite anywhere, naming the
-# log-likelihood (tests/test_sample.py::test_non_finite_log_likelihood_everywhere_names_it).
-@pytest.mark.parametrize("entry", ["fit", "laplace"])
+# NaN data: every entry point refuses the data itself (one data check).
+@pytest.mark.parametrize("entry", list(ENTRY))
 def test_nan_data(entry):
     with pytest.raises(ValueError, match=r"data\['X'\] has 1 NaN or infinite value"):
         ENTRY[entry](MODEL, NAN_DATA)
@@ -188,3 +186,60 @@ def test_sbc_command_line_usage_errors(tmp_path, args, match):
     assert result.returncode == 2, result.stderr[-2000:]
     assert match in result.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written, not even the folder
+
+
+# Data given straight to fit, laplace or sample meet the family's checks, as glm's did.
+BERNOULLI_MODEL, BERNOULLI_DATA = mm.glm(np.eye(4)[:, :2], np.array([0, 1, 1, 0]),
+                                         family=families.bernoulli())
+CATEGORICAL_MODEL, CATEGORICAL_DATA = mm.glm(np.eye(6)[:, :2], np.array([0, 1, 2, 2, 1, 0]),
+                                             family=families.categorical())
+
+
+@pytest.mark.parametrize("entry", list(ENTRY))
+@pytest.mark.parametrize(("model", "data", "match"), [
+    (BERNOULLI_MODEL, {**BERNOULLI_DATA, "y": np.array([0.0, 1.0, 3.0, 0.0])},
+     r"bernoulli labels must be 0 or 1; found the values \{0.0, 1.0, 3.0\}"),
+    (CATEGORICAL_MODEL, {**CATEGORICAL_DATA, "y": np.array([0, 1, 2, 3, 1, 0])},
+     r"labels must lie in 0..2"),
+    (CATEGORICAL_MODEL, {**CATEGORICAL_DATA, "y": np.array([1, 1, 2, 2, 1, 2])},
+     r"class 0 has no observation"),
+], ids=["bernoulli 3", "categorical label 3 of 3 classes", "categorical class 0 empty"])
+def test_data_outside_the_familys_support(entry, model, data, match):
+    with pytest.raises(ValueError, match=match):
+        ENTRY[entry](model, data)
+
+
+def test_batched_data_outside_the_support_names_the_dataset():
+    y = np.stack([CATEGORICAL_DATA["y"], np.array([1, 1, 2, 2, 1, 2])])
+    X = np.stack([CATEGORICAL_DATA["X"]] * 2)
+    with pytest.raises(ValueError, match="class 0 has no observation in dataset 1"):
+        mm.fit(CATEGORICAL_MODEL, {"X": X, "y": y}, batch="data")
+
+
+def test_categorical_labels_one_to_k_say_how_to_encode():
+    """Labels 1..3 would read as 4 classes with class 0 empty: refused, with the fix."""
+    with pytest.raises(ValueError, match=r"class 0 has no observation.*numpy.unique\(y, "
+                                         r"return_inverse=True\)\[1\]"):
+        mm.glm(np.eye(6)[:, :2], np.array([1, 2, 3, 3, 2, 1]), family=families.categorical())
+    # A number of classes given explicitly keeps an empty class (the user declared it).
+    model, _ = mm.glm(np.eye(6)[:, :2], np.array([1, 2, 3, 3, 2, 1]),
+                      family=families.categorical(num_classes=4))
+    assert model.params["intercept"].shape == (3,)
+
+
+def test_zero_observations():
+    """Nothing to fit: the MLE of a constant likelihood is refused; a MAP without data is the
+    prior's mode (tests/test_fit.py's Exponential(1) case)."""
+    model = mm.Model({"mu": mm.Param(prior=dist.Normal(0.0, 1.0))},
+                     lambda p, d: dist.Normal(p["mu"], 1.0).log_prob(d["y"]))
+    with pytest.raises(ValueError, match="0 observations for this data"):
+        mm.fit(model, {"y": np.zeros(0)}, method="mle")
+    assert mm.fit(model, {"y": np.zeros(0)}).converged
+
+
+def test_python_lists_are_arrays():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 2)), rng.normal(size=20)
+    model, data = mm.glm(X, y, family=families.gaussian())
+    est = mm.fit(model, {"X": X.tolist(), "y": list(y)})
+    np.testing.assert_array_equal(est.params["beta"], mm.fit(model, data).params["beta"])

@@ -231,18 +231,26 @@ def test_eight_schools_centered_map_is_unbounded():
         lambda p, d: dist.Normal(p["theta"], d["sigma"]).log_prob(d["y"])
         + dist.Normal(p["mu"], p["tau"]).log_prob(p["theta"]),
     )
+    # L-BFGS's line search runs far along the funnel: the log-density keeps growing there.
     with pytest.warns(FitWarning, match="grows without bound as tau"):
-        est = mm.fit(model, {"y": y, "sigma": sigma})
+        est = mm.fit(model, {"y": y, "sigma": sigma}, solver="lbfgs")
     assert est.result == Status.UNBOUNDED
     with pytest.raises(FitError, match="grows without bound"):
-        mm.fit(model, {"y": y, "sigma": sigma}, throw=True)
+        mm.fit(model, {"y": y, "sigma": sigma}, solver="lbfgs", throw=True)
+    # Newton creeps down the curved funnel (its curvature grows as 1/tau^2), where no
+    # straight ray from the start stays in it: it says that it did not converge.
+    with pytest.warns(FitWarning, match="did not converge in 1000 steps|grows without bound"):
+        est = mm.fit(model, {"y": y, "sigma": sigma})
+    assert est.result in (Status.MAX_STEPS, Status.UNBOUNDED) and float(est.params["tau"]) < 1e-6
 
 
 def test_max_steps_reported(diabetes):
     X, y = diabetes
     model, data = mm.glm(X, y, family=families.gaussian())
+    start = {"intercept": 0.0, "beta": np.zeros(X.shape[1]), "sigma": 1.0}  # not glm's own
     with pytest.warns(FitWarning, match="Increase max_steps"):
-        est = mm.fit(model, data, method="mle", optimizer=optax.sgd(1e-3), max_steps=3)
+        est = mm.fit(model, data, method="mle", optimizer=optax.sgd(1e-3), max_steps=3,
+                     init=start)
     assert est.result == Status.MAX_STEPS and est.num_steps == 3
 
 
@@ -307,8 +315,9 @@ def test_batched_datasets_equal_separate_fits(rng):
     assert batched.params["beta"].shape == (B, d) and batched.log_density.shape == (B,)
     assert len(batched.message) == B and np.all(batched.converged)
     assert batched.solver == "newton"  # batched small fits: exact-Hessian Newton
+    assert mm.fit(model, {"X": X[0], "y": y[0]}).solver == "newton"  # small: Newton too
     for b in (0, B - 1):
-        one = mm.fit(model, {"X": X[b], "y": y[b]})
+        one = mm.fit(model, {"X": X[b], "y": y[b]}, solver="lbfgs")
         assert one.solver == "lbfgs"
         # Two solvers, each stopped at |grad F|_inf <= 1e-9 of the mean loss: they agree to
         # about tol / (smallest Hessian eigenvalue ~ 0.2) = 5e-9.
@@ -421,3 +430,55 @@ def test_centered_eight_schools_in_stans_order_is_not_called_converged():
         estimate = mm.fit(model, data)
     assert not estimate.converged
     assert estimate.result in (mm.Status.STALLED, mm.Status.UNBOUNDED)
+
+
+# --------------------------------------------------------------------------------------------
+# Truthful statuses (a stopped solver is not a model without a maximum; result is a Status)
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_stopped_optimizer_is_not_a_model_without_a_maximum(cancer):
+    """SGD stopped after 2 steps on a Bernoulli glm with a Normal(0, 1) prior: the maximum
+    exists (the prior is proper), so the status is MAX_STEPS, not NO_MAXIMUM, and the message
+    says nothing about separable classes."""
+    X, y = cancer
+    model, data = mm.glm(X, y, family=families.bernoulli(), prior=dist.Normal(0.0, 1.0))
+    with pytest.warns(FitWarning, match="did not converge in 2 steps") as caught:
+        est = mm.fit(model, data, optimizer=optax.sgd(1e-4), max_steps=2)
+    assert est.result == Status.MAX_STEPS
+    assert "separable" not in str(caught[0].message)
+
+
+def test_result_is_always_a_status_member(rng):
+    """A converged fit's result is Status.CONVERGED itself (.name works); a batch's is an
+    array of members, failures included."""
+    X = rng.normal(size=(40, 2))
+    noisy = (X[:, 0] + rng.normal(size=40) > 0).astype(float)
+    model, data = mm.glm(X, noisy, family=families.bernoulli())
+    est = mm.fit(model, data, method="mle")
+    assert isinstance(est.result, Status) and est.result.name == "CONVERGED"
+    separable = (X[:, 0] > 0).astype(float)  # no MLE: the coefficient of X[:, 0] runs off
+    stacked = {"X": np.stack([X, X]), "y": np.stack([noisy, separable])}
+    with pytest.warns(FitWarning, match="1 of 2 fits"):
+        batch = mm.fit(model, stacked, method="mle", batch="data")
+    assert all(isinstance(r, Status) for r in batch.result)
+    assert [r.name for r in batch.result] == ["CONVERGED", "NO_MAXIMUM"]
+    np.testing.assert_array_equal(batch.converged, [True, False])
+
+
+def test_gaussian_data_run_a_student_ts_nu_off_and_it_says_so(rng):
+    """Student-t MLE on Gaussian data: the likelihood keeps rising as nu grows (the t tends to
+    the Gaussian), so there is no finite maximum; the message speaks of nu and the Gaussian,
+    and the reported log-likelihood is the true one there (scipy.stats.t), not rounding noise."""
+    import scipy.stats
+
+    X = rng.normal(size=(200, 1))
+    y = 1.0 + 2.0 * X[:, 0] + rng.normal(size=200)
+    model, data = mm.glm(X, y, family=families.student_t())
+    with pytest.warns(FitWarning, match="nu has no finite maximum: the data look Gaussian"):
+        est = mm.fit(model, data, method="mle")
+    # nu = infinity is the Gaussian: a maximum on the boundary of nu's support, or none.
+    assert est.result in (Status.BOUNDARY, Status.NO_MAXIMUM)
+    p = {k: np.asarray(v) for k, v in model.constrain(jnp.asarray(est.position)).items()}
+    expected = scipy.stats.t(p["nu"], p["intercept"] + X @ p["beta"], p["sigma"]).logpdf(y).sum()
+    np.testing.assert_allclose(est.log_likelihood, expected, rtol=1e-10)

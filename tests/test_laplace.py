@@ -108,14 +108,75 @@ def test_singular_hessian_warns_with_a_fix():
     assert np.isnan(approx.std_errors["a"])
 
 
-def test_given_mode_must_match_method(logit_data):
+def test_a_given_modes_method_is_the_approximations(logit_data):
+    """laplace(mode=an MLE) is the MLE's approximation (statsmodels' standard errors), with
+    no method= needed; a contradicting method= is refused."""
     X, y = logit_data
     model, data = mm.glm(X, y, family=families.bernoulli())
     mle = mm.fit(model, data, method="mle")
+    approx = mm.laplace(model, data, mode=mle)
+    assert approx.mode is mle and approx.method == "mle"
+    ref = sm.Logit(y, sm.add_constant(X)).fit(disp=0, method="newton", tol=1e-14)
+    np.testing.assert_allclose(approx.std_errors["beta"], ref.bse[1:], rtol=1e-6)
     with pytest.raises(ValueError, match="method='mle'"):
         mm.laplace(model, data, mode=mle, method="map")
-    approx = mm.laplace(model, data, mode=mle, method="mle")
-    assert approx.mode is mle
+
+
+@pytest.mark.parametrize("case", ["normal mean", "ridge, sigma fixed"])
+def test_an_exact_gaussian_has_pareto_k_minus_inf_and_no_warning(case):
+    """A Gaussian likelihood with a Gaussian prior on its mean, sigma fixed: the posterior is
+    Gaussian, the importance ratios are constant up to rounding, and PSIS would fit a
+    Pareto tail to rounding noise (k came out NaN). Reported as exact, k = -inf."""
+    rng = np.random.default_rng(5)
+    if case == "normal mean":
+        model = mm.Model({"mu": mm.Param(prior=dist.Normal(0.0, 2.0))},
+                         lambda p, d: dist.Normal(p["mu"], 1.5).log_prob(d["y"]))
+        data = {"y": rng.normal(0.7, 1.5, size=25)}
+    else:
+        X = rng.normal(size=(60, 3))
+        model, data = mm.glm(X, X @ np.array([1.0, -2.0, 0.5]) + rng.normal(size=60),
+                             family=families.gaussian(sigma=1.0),
+                             prior=mm.priors.from_ridge(3.0))
+    approx = mm.laplace(model, data)  # warnings are errors: none raised
+    assert approx.pareto_k == -np.inf
+    assert np.ptp(np.asarray(approx.log_ratios)) < 1e-6
+
+
+def test_parameters_in_very_different_units_keep_their_standard_errors():
+    """OLS with one column in millions: -H has a condition number ~1e13 from the units alone,
+    which the old check (smallest eigenvalue > 1e3 eps largest) refused. Scaled to unit
+    diagonal it is well conditioned; the standard errors are the closed form
+    sqrt(diag(sigma^2 (X'X)^-1)) at the MLE of sigma, to 1e-8."""
+    rng = np.random.default_rng(6)
+    X = np.column_stack([rng.normal(size=80) * 1e6, rng.normal(size=80)])
+    y = X @ np.array([2e-6, -1.0]) + 3.0 + rng.normal(size=80)
+    model, data = mm.glm(X, y, family=families.gaussian(sigma=1.3))
+    approx = mm.laplace(model, data, method="mle")
+    design = np.column_stack([np.ones(80), X])
+    se = 1.3 * np.sqrt(np.diag(np.linalg.inv(design.T @ design)))
+    assert approx.is_positive_definite and approx.condition_number < 10
+    np.testing.assert_allclose(approx.std_errors["intercept"], se[0], rtol=1e-8)
+    np.testing.assert_allclose(approx.std_errors["beta"], se[1:], rtol=1e-8)
+
+
+def test_nearly_collinear_columns_warn_that_few_digits_are_left():
+    """Two columns equal to 1e-7: positive definite, so the standard errors are given, with
+    a warning that says how many digits they have; and they are as accurate as it says
+    (against sqrt(diag((X'X)^-1)) from the SVD of X, accurate to cond(X) eps ~ 1e-9, where
+    forming X'X would itself lose 14 digits)."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=100)
+    X = np.column_stack([x, x + 1e-7 * rng.normal(size=100)])
+    y = x + rng.normal(size=100)
+    model, data = mm.glm(X, y, family=families.gaussian(sigma=1.0), intercept=False)
+    with pytest.warns(LaplaceWarning, match=r"ill-conditioned \(condition number .* correct "
+                                            r"digits"):
+        approx = mm.laplace(model, data, method="mle")
+    assert approx.is_positive_definite and 1e12 < approx.condition_number < 1e17
+    _, singular, vt = np.linalg.svd(X, full_matrices=False)
+    se = np.sqrt(np.sum((vt.T / singular) ** 2, axis=1))
+    error = np.max(np.abs(np.asarray(approx.std_errors["beta"]) / se - 1))
+    assert error <= 10 * approx.condition_number * np.finfo(float).eps, error
 
 
 def test_pareto_k_sees_a_heavy_tailed_posterior():

@@ -36,7 +36,7 @@ SOURCE = textwrap.dedent(
     def compute(model, data, seed):
         est = mm.fit(model, data)
         approx = mm.laplace(model, data, num_draws=200, seed=seed)
-        dt = mm.sample(model, data, num_warmup=300, num_samples=400, num_chains=2, seed=seed,
+        dt = mm.sample(model, data, num_warmup=300, num_samples=600, num_chains=2, seed=seed,
                        progress_bar=False)
         out = {f"fit_{k}": np.asarray(v) for k, v in est.params.items()}
         out |= {f"laplace_{k}": np.asarray(approx.draws.posterior[k]) for k in model.params}

@@ -275,11 +275,9 @@ def _eight_schools(ctx, mm, nuts):
     def likelihood(p, d):
         return dist.Normal(p["theta"], d["sigma"]).log_prob(d["y"])
 
-    # Hyper-parameters first. NB: declared in posteriordb's order (theta, mu, tau), mm.fit's
-    # L-BFGS currently stops at tau ~ 1e-18 and reports CONVERGED (a stop on the relative
-    # change, with a gradient norm ~1e34) instead of UNBOUNDED: the order changes its path.
-    centered = mm.Model({**hyper, "theta": mm.Param((J,), prior=lambda p: dist.Normal(
-        p["mu"], p["tau"]))}, likelihood)
+    # In posteriordb's order (theta, mu, tau).
+    centered = mm.Model({"theta": mm.Param((J,), prior=lambda p: dist.Normal(
+        p["mu"], p["tau"])), **hyper}, likelihood)
 
     def theta(p):
         return p["mu"] + p["tau"] * p["z"]

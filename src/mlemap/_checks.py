@@ -114,7 +114,39 @@ def class_labels(y, num_classes: int | None) -> tuple[np.ndarray, int]:
             f"categorical(num_classes={k}) got labels up to {observed - 1}; labels must lie "
             f"in 0..{k - 1}. Raise num_classes or recode the labels."
         )
+    if num_classes is None:
+        every_class_present(y[None, :], k)
     return y.astype(np.int32), k
+
+
+def every_class_present(y, num_classes: int) -> None:
+    """Every class ``0..K-1`` observed in each row of ``y`` ``(B, n)`` (one row: one dataset)."""
+    present = np.zeros((y.shape[0], num_classes), bool)
+    present[np.repeat(np.arange(y.shape[0]), y.shape[1]), y.reshape(-1).astype(int)] = True
+    if not present.all():
+        row, missing = np.nonzero(~present)
+        where = f" in dataset {row[0]}" if y.shape[0] > 1 else ""
+        raise ValueError(
+            f"categorical labels must be 0..K-1 with every class observed; class "
+            f"{missing[0]} has no observation{where} (labels found: "
+            f"{_describe_values(y[row[0]])}). The number of classes is taken from the largest "
+            "label, so labels 1..K read as K+1 classes with class 0 empty. Encode the classes "
+            "as 0..K-1 with numpy.unique(y, return_inverse=True)[1] (or sklearn's "
+            "LabelEncoder), or give categorical(num_classes=K) to keep an empty class."
+        )
+
+
+def positive_response(y) -> np.ndarray:
+    """A positive response (Gamma): every value > 0."""
+    y = as_float_array("y", y, ndim=1)
+    bad = ~(y > 0)
+    if bad.any():
+        raise ValueError(
+            f"gamma responses must be positive; found {int(bad.sum())} value(s) <= 0, e.g. "
+            f"{_describe_values(y[bad])}. Drop or shift them, or use a family whose support "
+            "includes them (gaussian, poisson for counts)."
+        )
+    return y
 
 
 def count_labels(y) -> np.ndarray:
@@ -273,17 +305,6 @@ def initial_position(model: Model, init) -> np.ndarray | jax.Array:
             raise ValueError(f"init[{name!r}] = {value} lies outside the parameter's support "
                              f"{param.constraint}.")
     return model.unconstrain(init)
-
-
-def finite_start(start: np.ndarray) -> None:
-    """Raise when the log-density at the initial point (one value per problem) is not finite."""
-    bad = ~np.isfinite(np.ravel(start))
-    if bad.any():
-        raise ValueError(
-            f"The log-density at the initial point is {np.ravel(start)[bad][0]} (not finite). "
-            "Give init= with values where the likelihood and prior are positive (e.g. inside "
-            "every prior's support, with a linear predictor that does not overflow)."
-        )
 
 
 # --------------------------------------------------------------------------------------------

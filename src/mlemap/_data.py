@@ -20,13 +20,17 @@ from mlemap._shard import count_nonfinite, spans_processes
 __all__ = ["check_data", "as_arrays"]
 
 
-def check_data(data: Any, *, batch: bool = False) -> tuple[Any, int | None]:
+def check_data(data: Any, model=None, *, batch: bool = False) -> tuple[Any, int | None]:
     """Check and convert a data pytree.
 
     Parameters
     ----------
     data : pytree of arrays
         Python lists are taken as arrays (``np.asarray``).
+    model : Model, optional
+        Its ``check_data`` hook runs on the data once they pass (a glm's family checks the
+        response's domain); with ``batch``, on the stacked arrays. Skipped for data that span
+        other processes (no host has them; ``glm`` checked them where they were built).
     batch : bool
         Every array has a leading axis of ``B`` datasets (``fit(..., batch="data")``).
 
@@ -42,7 +46,8 @@ def check_data(data: Any, *, batch: bool = False) -> tuple[Any, int | None]:
     TypeError
         A leaf that is not numeric (strings, objects).
     ValueError
-        NaN or infinite values; a scalar or mismatched leading sizes under ``batch``.
+        NaN or infinite values; a scalar or mismatched leading sizes under ``batch``; what
+        the model's own check refuses.
     """
     leaves = jax.tree_util.tree_flatten_with_path(data, is_leaf=_is_list)[0]
     sizes = set()
@@ -62,6 +67,9 @@ def check_data(data: Any, *, batch: bool = False) -> tuple[Any, int | None]:
             f"batch='data': the data arrays have different leading (batch) sizes {sorted(sizes)}; "
             "every array needs the same number of datasets along axis 0."
         )
+    hook = getattr(model, "check_data", None)
+    if hook is not None and not any(spans_processes(leaf) for _, leaf in leaves):
+        hook(jax.tree.map(np.asarray, data, is_leaf=_is_list))
     return jax.tree.map(_as_jax, data, is_leaf=_is_list), (sizes.pop() if sizes else None)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "pointwise_log_likelihood_fn",
     "log_prior",
     "merge_priors",
+    "log_density_terms",
     "check_log_likelihood",
 ]
 
@@ -105,6 +106,28 @@ def log_density_fn(
         return total
 
     return log_density
+
+
+def log_density_terms(model: Model, position, data, priors: Priors, *, prior: bool = True,
+                      jacobian: bool = True) -> dict[str, Array]:
+    """Each term of a log-density at ``position``, named for a message: ``"log_likelihood"``
+    (summed), ``"log_prior of 'beta'"`` (for each proper prior, with ``prior``) and
+    ``"log-Jacobian of 'sigma'"`` (for each constrained parameter, with ``jacobian``).
+
+    Their sum is :func:`log_density_fn`'s; an error can name the one that is not finite.
+    """
+    params = model.constrain(position)
+    terms = {"log_likelihood": jnp.sum(model.log_likelihood(params, data))}
+    for name in model.params:
+        distribution = resolve_prior(priors[name], params) if prior else None
+        if distribution is not None:
+            terms[f"log_prior of {name!r}"] = jnp.sum(distribution.log_prob(params[name]))
+    if jacobian:
+        for name, u in model.unflatten(position).items():
+            transform = model.params[name].transform
+            terms[f"log-Jacobian of {name!r}"] = jnp.sum(
+                transform.log_abs_det_jacobian(u, transform(u)))
+    return terms
 
 
 def check_log_likelihood(model: Model, data) -> int:

@@ -8,7 +8,7 @@ those numbers on the host and gives each problem a :class:`Status` and a message
 what happened and what to do: if the log-density does not decrease along the ray there is
 no interior maximum (separable classes, a mode on the boundary of the support, a density
 that grows without bound); a converged point where the objective is flat along a direction
-is one of infinitely many maxima (:func:`flat_directions`).
+is one of infinitely many maxima, one where it dips is a saddle (:func:`second_order`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 from numpyro.distributions.transforms import IdentityTransform
 
 from mlemap._model import Model
+from mlemap._second_order import SADDLE, second_order
 from mlemap.solvers import Solution, Stop
 
 __all__ = ["Status", "EndPoint", "end_point", "diagnose", "checks_uniqueness"]
@@ -41,16 +42,20 @@ class Status(enum.IntEnum):
     UNBOUNDED = 5
     NOT_UNIQUE = 6
     STALLED = 7
+    SADDLE = 8
 
 
 class EndPoint(NamedTuple):
     """What the compiled fit reports (a leading batch axis ``B`` on every field when batched)."""
 
     position: Array  # (dim,)
+    origin: Array  # (dim,) the start u0
     params: dict  # constrained
     log_density: Array  # () the maximized objective, summed over observations
     log_likelihood: Array  # ()
+    grad: Array  # (dim,) gradient of F (FISTA: the minimum-norm subgradient)
     grad_norm: Array  # () max |grad F|
+    grad_scale: Array  # (dim,) the scale of the solver's gradient test (ones: none)
     num_steps: Array  # () int
     stop: Array  # () int, a solvers.Stop
     ray: Array  # (3,) log-density at u*, u* + s d, u* + 2 s d
@@ -111,8 +116,9 @@ def end_point(model: Model, log_density: Callable, pointwise: Callable, u0: Arra
         if hessian is None:
             hessian = jax.hessian(lambda u: -log_density(u, data, priors) / n)(x)
     return EndPoint(
-        position=x, params=model.constrain(x), log_density=values[0],
-        log_likelihood=log_likelihoods[0], grad_norm=solution.grad_norm,
+        position=x, origin=u0, params=model.constrain(x), log_density=values[0],
+        log_likelihood=log_likelihoods[0], grad=solution.grad, grad_norm=solution.grad_norm,
+        grad_scale=solution.grad_scale,
         num_steps=solution.num_steps, stop=solution.stop, ray=values[:3], start=values[3],
         direction=direction, n_obs=jnp.asarray(n_obs, jnp.int32), hessian=hessian,
     )
@@ -132,49 +138,70 @@ class Diagnosis(NamedTuple):
     on_boundary: dict[int, dict]
 
 
+#: Stops after which the solver can go no further (as opposed to the step limit): there the
+#: ray test may say that there is no maximum.
+_FINAL_STOPS = (Stop.GRADIENT, Stop.SMALL_CHANGE, Stop.NO_STEP, Stop.NONFINITE)
+
+
 def diagnose(model: Model, end: EndPoint, settings: Settings, *, check_unique: bool,
              probe: Callable[[np.ndarray], np.ndarray]) -> Diagnosis:
     """Status and message of each problem of a batch (every field of ``end`` has a leading
     axis ``B``, numpy).
 
-    ``probe(points (B, k, dim)) -> (B, k)`` evaluates the objective :math:`F` for the
-    uniqueness check (:func:`flat_directions`), which runs when ``check_unique``.
+    ``CONVERGED`` means the first-order condition holds at the returned point: the gradient
+    test passed there, :math:`\\|\\nabla F\\|_\\infty \\le` ``tol`` (``Stop.GRADIENT``), or,
+    where the end point's Hessian :math:`H` is known and positive definite and the solver
+    could go no further, the same test in :math:`H`'s metric, the Newton decrement
+    :math:`\\sqrt{\\nabla F^\\top H^{-1} \\nabla F} \\le` ``tol`` (invariant to the units of the
+    parameters: with raw columns in the thousands, the plain gradient's entries cannot get
+    below ``tol`` in floating point, while the point is a maximum to the last digit);
+    the log-density does not keep increasing along the direction travelled; and, where the
+    Hessian is at hand (``check_unique``), the point is neither a saddle nor one of a ridge
+    of maxima (:func:`second_order`, which evaluates the objective :math:`F` with
+    ``probe(points (B, k, dim)) -> (B, k)``).
     """
-    flags = _end_point_flags(end, settings.tol)
-    improving, stalled = flags[0], flags[1]
-    plain = np.isin(end.stop, (Stop.GRADIENT, Stop.SMALL_CHANGE)) & ~improving & ~stalled
+    improving, below_start, noise = _end_point_flags(end)
+    plain = (end.stop == Stop.GRADIENT) & ~improving
     size = end.stop.shape[0]
-    results = np.full(size, Status.CONVERGED, dtype=object)
+    results = np.empty(size, dtype=object)
+    results[:] = [Status.CONVERGED] * size
     messages = np.empty(size, dtype=object)
-    messages[plain] = _converged_messages(
-        end.stop[plain].tolist(), end.num_steps[plain].tolist(), end.grad_norm[plain].tolist(),
-        settings)
+    scaled = np.max(np.abs(end.grad * end.grad_scale), axis=-1, initial=0.0)
+    messages[plain] = _converged_messages(end.num_steps[plain].tolist(),
+                                          end.grad_norm[plain].tolist(), scaled[plain].tolist(),
+                                          settings)
+    # The step limit stops a solver anywhere, on its way up too: only a long ray says whether
+    # the log-density rises without end along the way it went.
+    runaway, grows = _long_ray(end, ~plain & improving & (end.stop == Stop.MAX_STEPS), probe)
     on_boundary = {}
     for i in np.flatnonzero(~plain):
         one = jax.tree.map(lambda a: a[i], end)  # noqa: B023
-        results[i], messages[i], boundary = _classify(model, one, settings,
-                                                      *(flag[i] for flag in flags))
+        results[i], messages[i], boundary = _classify(
+            model, one, settings, improving[i], below_start[i], noise[i],
+            runaway=bool(runaway[i]), long_ray_grows=bool(grows[i]))
         if results[i] == Status.BOUNDARY:
             on_boundary[i] = _snap_to_boundary(model, one.position, one.direction, boundary)
-    converged = results == Status.CONVERGED
-    if check_unique and converged.any():
-        flat = flat_directions(model, end, probe)
-        for i, message in flat.items():
-            if converged[i]:
-                results[i], messages[i] = Status.NOT_UNIQUE, message
+    # A flat ridge of maxima also reads as "no maximum" when the solver moved along it: the
+    # second-order check tells them apart (a ridge is flat both ways, a supremum is not).
+    converged, ridge = results == Status.CONVERGED, results == Status.NO_MAXIMUM
+    if check_unique and (converged | ridge).any():
+        for i, (kind, message) in second_order(model, end, probe).items():
+            status = Status.SADDLE if kind == SADDLE else Status.NOT_UNIQUE
+            if converged[i] or (ridge[i] and status == Status.NOT_UNIQUE):
+                results[i], messages[i] = status, message
     return Diagnosis(results, messages, on_boundary)
 
 
-def _end_point_flags(end: EndPoint, tol: float):
-    """The two tests of an end point, over a batch.
+def _end_point_flags(end: EndPoint):
+    """The ray test of each end point of a batch.
 
     Returns
     -------
     improving : (B,) bool
         The log-density does not decrease along the direction travelled (up to round-off
-        noise): the optimizer was running off to infinity or to a boundary.
-    stalled : (B,) bool
-        A stop on the relative change, far from stationary, below the start's log-density.
+        noise): the solver was running off to infinity or to a boundary.
+    below_start : (B,) bool
+        The log-density at the end is below the start's.
     noise : (B,)
     """
     f0, f1, f2 = end.ray[:, 0], end.ray[:, 1], end.ray[:, 2]
@@ -187,22 +214,50 @@ def _end_point_flags(end: EndPoint, tol: float):
             return (b == np.inf) | (np.isfinite(a) & np.isfinite(b) & (b >= a - noise))
 
         improving = moved & up(f0, f1) & up(f1, f2)
-        stalled = ((end.stop == Stop.SMALL_CHANGE) & (end.grad_norm > tol) & np.isfinite(start)
-                   & ~(f0 >= start - noise))
-    return improving, stalled, noise
+        below_start = np.isfinite(start) & ~(f0 >= start - noise)
+    return improving, below_start, noise
 
 
-def _converged_messages(stops, steps, grad_norms, settings: Settings) -> list[str]:
-    """The message of each converged problem; one format string per stop reason, so that a
+#: The long ray: the log-density at u* + 2^k s d, k < _RAY_DOUBLINGS (to 1024 s).
+_RAY_DOUBLINGS = 11
+
+
+def _long_ray(end: EndPoint, mask: np.ndarray, probe) -> tuple[np.ndarray, np.ndarray]:
+    """``(runaway, grows)`` ``(B,)``, for the problems of ``mask``: the log-density at
+    :math:`u^* + 2^k s\\,\\hat d` (``s`` the ray test's step) never decreases for k up to 10
+    (1024 steps), and its last rise is at least half the one before (it grows without bound,
+    rather than towards a finite supremum). With a proper prior it turns down within a few
+    doublings, however far the solver was from the maximum when it was stopped."""
+    runaway = grows = np.zeros(mask.shape, bool)
+    if not mask.any():
+        return runaway, grows
+    x, d = end.position, end.direction
+    s = np.maximum(np.linalg.norm(x - end.origin, axis=-1), 1.0)
+    steps = s[:, None] * 2.0 ** np.arange(_RAY_DOUBLINGS)  # (B, K)
+    points = x[:, None, :] + steps[:, :, None] * d[:, None, :]
+    points = np.where(mask[:, None, None] & np.isfinite(points), points, x[:, None, :])
+    with np.errstate(invalid="ignore", over="ignore"):
+        values = -probe(points)  # (B, K) log-density per observation
+        start = (end.log_density / np.maximum(end.n_obs, 1))[:, None]
+        path = np.concatenate([start, values], axis=1)
+        noise = 1e-12 * (1.0 + np.abs(path[:, :1]))
+        rises = np.diff(path, axis=1)
+        runaway = mask & np.all((rises >= -noise) | (path[:, 1:] == np.inf), axis=1) & (
+            path[:, -1] > path[:, 0] + noise[:, 0])
+        grows = runaway & ((path[:, -1] == np.inf) | (rises[:, -1] >= 0.5 * rises[:, -2]))
+    return runaway, grows
+
+
+def _converged_messages(steps, grad_norms, scaled, settings: Settings) -> list[str]:
+    """The message of each converged problem; one format string for each test, so that a
     batch of thousands costs a millisecond."""
-    tol, rtol = settings.tol, settings.rtol
-    templates = {
-        Stop.GRADIENT: (f"converged after %d steps: gradient norm below tol (grad_norm=%.3g, "
-                        f"tol={tol:g})."),
-        Stop.SMALL_CHANGE: (f"converged after %d steps: relative change of the objective below "
-                            f"rtol={rtol:g} (grad_norm=%.3g, tol={tol:g})."),
-    }
-    return [templates[c] % (k, g) for c, k, g in zip(stops, steps, grad_norms)]
+    plain = (f"converged after %d steps: gradient norm below tol (grad_norm=%.3g, "
+             f"tol={settings.tol:g}).")
+    curvature = (f"converged after %d steps: gradient below tol in the units of the "
+                 f"curvature (max |g_j| / sqrt(H_jj) = %.3g, tol={settings.tol:g}; "
+                 f"grad_norm=%.3g).")
+    return [plain % (k, g) if s == g else curvature % (k, s, g)
+            for k, g, s in zip(steps, grad_norms, scaled)]
 
 
 def _moving_params(model: Model, direction: np.ndarray) -> list[str]:
@@ -216,86 +271,157 @@ def _moving_params(model: Model, direction: np.ndarray) -> list[str]:
     return [name for name in model.params if name in moving]
 
 
-def _classify(model: Model, end: EndPoint, settings: Settings, improving, stalled, noise):
-    """``(Status, message, parameters on the boundary)`` of one problem (numpy fields)."""
-    f0, f1, f2 = (float(v) for v in end.ray)
+def _classify(model: Model, end: EndPoint, settings: Settings, improving, below_start, noise,
+              *, runaway=False, long_ray_grows=False):
+    """``(Status, message, parameters on the boundary)`` of one problem (numpy fields) that
+    did not plainly converge; ``runaway``: the long ray confirmed that the log-density rises
+    without end (``long_ray_grows``: without bound) where the step limit stopped it."""
+    # The gradient as the solver tested it (Newton: in the units of the curvature).
+    stop, step = int(end.stop), int(end.num_steps)
+    grad_norm = float(np.max(np.abs(end.grad * end.grad_scale), initial=0.0))
     diverging = _moving_params(model, end.direction)
     boundary = [n for n in diverging
                 if not isinstance(model.params[n].transform, IdentityTransform)]
-    if improving:
-        g1, g2 = f1 - f0, f2 - f1
-        grows = f1 == np.inf or f2 == np.inf or (g1 > noise and g2 >= 0.5 * g1)
+    hints = _hints(model, diverging)
+    if improving and (stop in _FINAL_STOPS or runaway):
+        f0, f1, f2 = (float(v) for v in end.ray)
+        grows = f1 == np.inf or f2 == np.inf or (f1 - f0 > noise and f2 - f1 >= 0.5 * (f1 - f0))
+        grows = long_ray_grows if runaway else grows
         if grows:
-            return Status.UNBOUNDED, _unbounded_message(boundary, diverging), boundary
+            return Status.UNBOUNDED, _unbounded_message(boundary, diverging, hints), boundary
         if boundary:
-            return Status.BOUNDARY, _boundary_message(boundary), boundary
-        return Status.NO_MAXIMUM, _no_maximum_message(diverging), []
-    grad_norm, step = float(end.grad_norm), int(end.num_steps)
-    if stalled:
-        return Status.STALLED, _stalled_message(step, grad_norm, f0, float(end.start),
-                                                settings), []
-    stop = int(end.stop)
-    if stop in (Stop.GRADIENT, Stop.SMALL_CHANGE):
-        return Status.CONVERGED, _converged_messages([stop], [step], [grad_norm], settings)[0], []
+            return Status.BOUNDARY, _boundary_message(boundary, hints), boundary
+        return Status.NO_MAXIMUM, _no_maximum_message(diverging, hints), []
     if stop == Stop.MAX_STEPS:
-        return Status.MAX_STEPS, (
-            f"did not converge in max_steps={settings.max_steps} (grad_norm={grad_norm:.3g} > "
-            f"tol={settings.tol:g}). Increase max_steps, loosen tol, or give a better init."
+        return Status.MAX_STEPS, _max_steps_message(step, grad_norm, settings), []
+    decrement = _newton_decrement(end)
+    if stop != Stop.NONFINITE and not improving and decrement <= settings.tol:
+        return Status.CONVERGED, (
+            f"converged after {step} steps: the gradient in the Hessian's metric is below tol "
+            f"(Newton decrement {decrement:.3g}, tol={settings.tol:g}); its largest entry, "
+            f"{grad_norm:.3g}, is at the float's resolution for the units of these parameters."
         ), []
-    return Status.NONFINITE, (
-        f"stopped after {step} steps: the log-density or its gradient became NaN or infinite. "
-        "Check the model for overflow (e.g. exp of a large linear predictor), standardize the "
-        "inputs, or give an init closer to the mode."
-    ), []
+    if stop == Stop.NONFINITE:
+        return Status.NONFINITE, (
+            f"stopped after {step} steps: the next point of the solver had a non-finite "
+            f"log-density or gradient (NaN or infinite); the point returned is the last finite "
+            f"one (grad_norm={grad_norm:.3g} > tol={settings.tol:g}). Check the model for "
+            "overflow (e.g. exp of a large linear predictor) or a mean that leaves the "
+            "likelihood's support, standardize the inputs, or give an init closer to the mode."
+        ), []
+    return Status.STALLED, _stalled_message(end, settings, below_start), []
 
 
-def _unbounded_message(boundary, diverging) -> str:
+def _hints(model: Model, names) -> str:
+    """The model's own words on what a runaway of these parameters means."""
+    said = [model.runaway_hints[n] for n in names if n in model.runaway_hints]
+    return " ".join(dict.fromkeys(said))
+
+
+def _unbounded_message(boundary, diverging, hints) -> str:
     where = (f" as {', '.join(boundary)} approach(es) the boundary of the support"
              if boundary else f" as {', '.join(diverging)} diverge(s)")
     return (
-        "no maximum: the log-density grows without bound" + where + " (e.g. a hierarchical "
-        "scale going to 0 with jacobian=False, as in the centered eight-schools model). The "
-        "point returned is not an estimate. Fix: use a prior that vanishes at the boundary "
-        "(e.g. Gamma(2, ...) or LogNormal for a scale), a non-centered parameterization, or "
-        "sample the posterior with mm.sample."
+        "no maximum: the log-density grows without bound" + where + ". The point returned is "
+        "not an estimate. " + (hints + " " if hints else "") + "Fix: use a prior that vanishes "
+        "at the boundary (e.g. Gamma(2, ...) or LogNormal for a scale), a non-centered "
+        "parameterization (a hierarchical scale going to 0 with jacobian=False, as in the "
+        "centered eight-schools model), or sample the posterior with mm.sample."
     )
 
 
-def _boundary_message(boundary) -> str:
+def _boundary_message(boundary, hints) -> str:
     return (
         f"the maximum lies on the boundary of the support of {', '.join(boundary)}: the "
         "unconstrained coordinate runs off to infinity while the log-density approaches its "
         "supremum; params hold the boundary value. This is a valid MAP/MLE on the boundary "
-        "but not an interior mode (no Laplace approximation). Use jacobian=True for the mode "
-        "in unconstrained space, or a prior that vanishes at the boundary."
+        "but not an interior mode (no Laplace approximation). " + (hints + " " if hints else "")
+        + "Use jacobian=True for the mode in unconstrained space, or a prior that vanishes at "
+        "the boundary."
     )
 
 
-def _no_maximum_message(diverging) -> str:
+def _no_maximum_message(diverging, hints) -> str:
     return (
         f"no maximum: the log-density keeps increasing towards a finite supremum as "
-        f"{', '.join(diverging)} grow(s) without bound. With a Bernoulli or categorical "
-        "likelihood this means the classes are (quasi-)separable and the MLE does not exist. "
-        "Fix: add a proper prior (method='map' with e.g. prior=Normal(0, s) on the "
-        "coefficients, mm.priors.from_logistic(C)); the MAP exists."
+        f"{', '.join(diverging)} grow(s) without bound. The point returned is not an "
+        "estimate. " + (hints or "Fix: give these parameters a proper prior (method='map' "
+                        "with e.g. prior=Normal(0, s)), under which the MAP exists, or fix "
+                        "them.")
     )
 
 
-def _stalled_message(step, grad_norm, f0, start, settings: Settings) -> str:
-    # The objective stopped changing, far from stationary, at a point *worse* than the
-    # start: a stall, e.g. on a curved ridge towards a density that grows without bound
-    # (the line search's steps overflow). A stop at a kink (an absolute-error likelihood)
-    # also has a large gradient, but is better than its start.
+def _max_steps_message(step, grad_norm, settings) -> str:
+    return (f"did not converge in {step} steps (max_steps={settings.max_steps}; "
+            f"grad_norm={grad_norm:.3g} > tol={settings.tol:g}). Increase max_steps, loosen "
+            "tol, or give a better init.")
+
+
+def _stalled_message(end: EndPoint, settings: Settings, below_start) -> str:
+    """Why a solver that could go no further stopped short of the gradient test."""
+    step, f0 = int(end.num_steps), float(end.ray[0])
+    grad_norm = float(np.max(np.abs(end.grad * end.grad_scale), initial=0.0))
+    head = f"stalled after {step} steps with the gradient at {grad_norm:.3g} > tol={settings.tol:g}"
+    decrease = 0.5 * _newton_decrement(end) ** 2
+    value = abs(f0) / max(int(end.n_obs), 1)  # |F|
+    rounding = 100 * float(np.finfo(end.position.dtype).eps) * value
+    if decrease <= rounding:
+        # Newton's step would lower F by less than its rounding: a maximum to working
+        # precision, where the gradient test cannot be met.
+        return (
+            f"{head}: the point is a maximum to working precision (a Newton step would raise "
+            f"the log-density by {decrease * int(end.n_obs):.2g}, below its rounding), but the "
+            "gradient test cannot be met at this precision. The problem is badly scaled: "
+            f"rescale the parameters (standardize the inputs), or loosen tol to about "
+            f"{2 * grad_norm:.1g}."
+        )
+    if int(end.stop) == Stop.NO_STEP:
+        return (
+            f"{head}: the line search found no point along the step with a finite and higher "
+            "log-density, so the iterate could not move. Usually the point is at the edge of "
+            "where the log-density is finite (e.g. a Gamma or Poisson mean that the next step "
+            "would make negative, under an identity or inverse link: give an init inside, or "
+            "use a log link), or the log-density is not differentiable there (an absolute-error "
+            "likelihood at a kink). This is not a converged maximum."
+        )
+    if below_start:
+        return (
+            f"{head}: the objective stopped changing at a log-density ({f0:.4g}) below the "
+            f"start's ({float(end.start):.4g}). This is not a maximum: the log-density may grow "
+            "without bound along a curved path (e.g. a hierarchical scale going to 0, as in "
+            "the centered eight-schools model), or the problem is badly scaled. Standardize the "
+            "inputs, use a prior that vanishes at the boundary or a non-centered "
+            "parameterization, or sample the posterior with mm.sample."
+        )
     return (
-        f"stalled after {step} steps: the objective stopped changing (relative change below "
-        f"rtol={settings.rtol:g}) with the gradient still at {grad_norm:.3g} > "
-        f"tol={settings.tol:g}, at a log-density ({f0:.4g}) below the start's ({start:.4g}). "
-        "This is not a maximum: the log-density may grow without bound along a curved path "
-        "(e.g. a hierarchical scale going to 0, as in the centered eight-schools model), or "
-        "the problem is badly scaled. Standardize the inputs, use a prior that vanishes at "
-        "the boundary or a non-centered parameterization, or sample the posterior with "
-        "mm.sample."
+        f"{head}: the objective stopped changing (relative change below "
+        f"rtol={settings.rtol:g}). This is not a converged maximum: the problem may be badly "
+        "scaled (standardize the inputs), or the log-density not differentiable there (an "
+        "absolute-error likelihood at a kink). Give a better init, or loosen tol."
     )
+
+
+def _newton_decrement(end: EndPoint) -> float:
+    """:math:`\\sqrt{g^\\top H^{-1} g}` at the end point (half its square is the decrease of F
+    that a Newton step predicts), where its Hessian is known and positive definite; else
+    ``inf``. Scaled to unit diagonal before the factorization, as in ``laplace``."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _decrement(end.hessian, end.grad)
+
+
+def _decrement(hessian, grad) -> float:
+    if hessian.size == 0 or not np.all(np.isfinite(hessian)) or not np.all(np.isfinite(grad)):
+        return np.inf
+    diagonal = np.diag(hessian)
+    if not np.all(diagonal > 0):
+        return np.inf
+    d = 1.0 / np.sqrt(diagonal)
+    try:
+        factor = np.linalg.cholesky(0.5 * (hessian + hessian.T) * d[:, None] * d[None, :])
+    except np.linalg.LinAlgError:
+        return np.inf
+    half = np.linalg.solve(factor, grad * d)
+    return float(np.sqrt(half @ half))
 
 
 def _snap_to_boundary(model: Model, position, direction, names) -> dict:
@@ -308,86 +434,3 @@ def _snap_to_boundary(model: Model, position, direction, names) -> dict:
     if all(bool(jnp.all(jnp.isfinite(v))) for v in params.values()):
         return params
     return model.constrain(jnp.asarray(position))
-
-
-# --------------------------------------------------------------------------------------------
-# Uniqueness of a converged maximum: is the objective flat along some direction?
-# --------------------------------------------------------------------------------------------
-
-
-def flat_directions(model: Model, end: EndPoint, probe) -> dict[int, str]:
-    """``{batch index: message}`` for the end points where the objective is flat along a
-    direction (empty for most batches).
-
-    Criterion, in two steps. (1) A candidate: the Hessian :math:`H` of the per-observation
-    objective :math:`F` at the end point (for the Newton solver, the Hessian of its last step,
-    where that step began: a flat direction is flat there too) has
-    :math:`\\lambda_{\\min} \\le \\sqrt{\\epsilon}\\, \\max|\\lambda|` (numerically
-    rank-deficient; :math:`\\epsilon` the float's machine epsilon). (2) Confirmed by
-    evaluating :math:`F` a long way along the eigenvector :math:`v` of
-    :math:`\\lambda_{\\min}`: at :math:`x \\pm s v` with :math:`s = \\max(1, \\|x\\|)`,
-    :math:`F` changes by no more than its rounding noise, :math:`10^3 \\epsilon \\max(|F(x)|,
-    1)`. Step (2) tells an exactly flat ridge (collinear columns, a parameter the likelihood
-    ignores: :math:`F` is constant along :math:`v` however far one goes) from a merely
-    ill-conditioned but unique maximum, where :math:`F` rises by
-    :math:`\\tfrac12\\lambda_{\\min} s^2` above the noise; the Hessian's own rounding never
-    decides alone.
-    """
-    x, hessian = end.position, end.hessian
-    value = -end.log_density / np.maximum(end.n_obs, 1)
-    eps = float(np.finfo(x.dtype).eps)
-    finite = np.all(np.isfinite(hessian), axis=(-1, -2))
-    # The screen reads the lower triangle only, so the Hessians (symmetric to round-off) are
-    # symmetrized only for the eigen-decompositions that follow when it fails.
-    if np.all(finite) and _clearly_nonsingular(hessian, np.sqrt(eps)):
-        return {}
-    hessian = 0.5 * (hessian + np.swapaxes(hessian, -1, -2))
-    eig, vec = np.linalg.eigh(np.where(finite[:, None, None], hessian, 0.0))
-    scale = np.max(np.abs(eig), axis=-1)
-    candidate = finite & (eig[:, 0] <= np.sqrt(eps) * scale)
-    if not candidate.any():
-        return {}
-    v = vec[:, :, 0]  # (B, dim), the eigenvector of the smallest eigenvalue
-    s = np.maximum(1.0, np.linalg.norm(x, axis=-1))[:, None]
-    points = np.stack([x + s * v, x - s * v], axis=1)  # (B, 2, dim)
-    probed = probe(np.where(candidate[:, None, None], points, x[:, None, :]))
-    noise = 1e3 * eps * np.maximum(np.abs(value), 1.0)
-    change = np.max(np.abs(probed - value[:, None]), axis=-1)
-    flat = candidate & np.all(np.isfinite(probed), axis=-1) & (change <= noise)
-    labels = model.unconstrained_names()
-    return {i: _not_unique_message(labels, v[i], eig[i, 0], scale[i], change[i], float(s[i, 0]))
-            for i in np.flatnonzero(flat)}
-
-
-def _not_unique_message(labels, v, smallest, largest, change, step) -> str:
-    big = np.flatnonzero(np.abs(v) >= 0.1 * np.max(np.abs(v)))
-    combination = " ".join(f"{v[j]:+.3g}*{labels[j]}" for j in big[:6])
-    return (
-        f"the maximum is not unique: the objective is flat along the direction "
-        f"{combination}{' ...' if len(big) > 6 else ''} (the Hessian's smallest eigenvalue is "
-        f"{smallest:.2g} against a largest of {largest:.2g}, and the log-density changes by "
-        f"{change:.2g} per observation over a step of {step:.3g} along it). The data cannot "
-        f"tell {', '.join(labels[j] for j in big[:6])} apart: collinear design columns (e.g. "
-        "one dummy per level plus an intercept, or a column that is a sum of others) or a "
-        "parameter the likelihood does not use. The point returned is one of infinitely many "
-        "maxima. Fix: drop the redundant column(s), or give these parameters a proper prior "
-        "(method='map' with e.g. prior=Normal(0, s)), which makes the MAP unique."
-    )
-
-
-def _clearly_nonsingular(hessian, ratio) -> bool:
-    """True when every Hessian of the batch ``(B, dim, dim)`` has
-    :math:`\\lambda_{\\min} > \\text{ratio} \\cdot \\max|\\lambda|`: a Cholesky factorization of
-    :math:`H - \\tau I` with :math:`\\tau = \\text{ratio}\\,\\|H\\|_F \\ge \\text{ratio} \\max|\\lambda|`
-    exists. One batched Cholesky costs a fraction of the eigen-decompositions, which are then
-    needed only when it fails.
-    """
-    tau = ratio * np.linalg.norm(hessian, axis=(-1, -2))
-    shifted = np.array(hessian)  # H - tau I, through a view of the diagonals
-    dim = shifted.shape[-1]
-    shifted.reshape(len(shifted), dim * dim)[:, :: dim + 1] -= tau[:, None]
-    try:
-        np.linalg.cholesky(shifted)
-    except np.linalg.LinAlgError:
-        return False
-    return True

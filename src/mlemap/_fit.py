@@ -169,8 +169,9 @@ def fit(
         Newton steps when it stops short of ``tol`` on at most ``solvers.POLISH_MAX_DIM``
         coordinates), ``"newton"`` (exact Hessian) or ``"fista"`` (proximal, exact zeros
         under Laplace priors). Default: ``"fista"`` when a real parameter has a Laplace prior
-        under ``method="map"``, ``"newton"`` for batched fits of at most
-        ``solvers.NEWTON_MAX_DIM`` coordinates, else ``"lbfgs"``.
+        under ``method="map"``; else ``"newton"`` where its dense Hessian is cheap (a single
+        fit of at most 100 coordinates with ``dim**2 * n_obs <= 2e7``; a batched fit of at
+        most ``solvers.NEWTON_MAX_DIM``), else ``"lbfgs"``.
     optimizer : optax.GradientTransformation, optional
         Any optax transformation, run as is in the solver loop (the loop passes ``value``,
         ``grad`` and ``value_fn`` to those that take them); ``solver`` must then be ``None``
@@ -181,11 +182,19 @@ def fit(
     max_steps : int, optional
         Iteration limit; default 1000 (50000 for FISTA).
     tol : float, optional
-        Stop when :math:`\\|\\nabla F\\|_\\infty \\le` ``tol`` (scikit-learn's ``tol`` for
-        L-BFGS). Default 1e-9 in float64, 1e-5 in float32.
+        The gradient test, the first-order condition that ``Status.CONVERGED`` certifies at
+        the returned point: :math:`\\|\\nabla F\\|_\\infty \\le` ``tol`` for L-BFGS, FISTA
+        (the smallest subgradient) and optax (scikit-learn's ``tol`` for L-BFGS); for Newton
+        in the units of the curvature, :math:`\\max_j |\\partial_j F| / \\sqrt{H_{jj}} \\le`
+        ``tol`` (:math:`H` the Hessian of its last step), which does not depend on the units
+        of the parameters (raw columns in the thousands, coefficients of 1e-6); and, where a
+        solver can go no further, the same test in the Hessian's metric, the Newton decrement
+        :math:`\\sqrt{\\nabla F^\\top H^{-1} \\nabla F} \\le` ``tol``. Default 1e-9 in float64,
+        1e-5 in float32.
     rtol : float, optional
-        Also stop when :math:`|F_k - F_{k-1}| \\le` ``rtol`` :math:`\\max(|F_k|, |F_{k-1}|, 1)`
-        (the precision limit). Default ``4 * eps``; not used by FISTA.
+        Also stop, short of the gradient test (not converged), when neither :math:`F`
+        (:math:`|F_k - F_{k-1}| \\le` ``rtol`` :math:`\\max(|F_k|, |F_{k-1}|, 1)`) nor the
+        gradient improves. Default ``4 * eps``; not used by FISTA.
     batch : None, "data", "priors" or ("data", "priors")
         Fit ``B`` problems in one compiled call (``vmap`` on an accelerator, a compiled loop
         on a CPU: see :func:`_over_batch`); every field of the result gets a leading axis
@@ -236,20 +245,24 @@ def _check(model, data, method, jacobian, priors, solver, optimizer, init, max_s
     jacobian = bool(jacobian)
     _checks.fit_settings(method, jacobian, optimizer, max_steps, tol, rtol)
     batch_data, batch_priors = _checks.parse_batch(batch)
-    data, data_size = check_data(data, batch=batch_data)
+    data, data_size = check_data(data, model, batch=batch_data)
     # The log-likelihood must be pointwise, checked abstractly; with batch="data", on one
     # dataset's slice.
-    check_log_likelihood(model, jax.tree.map(
+    n_obs = check_log_likelihood(model, jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), data) if batch_data else data)
+    if n_obs == 0 and method == "mle":
+        raise ValueError("model.log_likelihood returned 0 observations for this data: the "
+                         "likelihood is constant, there is nothing to fit. Pass data with at "
+                         "least one observation (a MAP without data is the prior's mode).")
     priors, prior_size = _checks.priors_override(model, priors, batch_priors)
     if data_size is not None and prior_size is not None and data_size != prior_size:
         raise ValueError(f"batch: the data have {data_size} datasets but the priors {prior_size} "
                          "settings; they must be equal.")
     u0 = _checks.initial_position(model, init)
     l1_names = _l1_names(model, merge_priors(model, priors), method)
-    name = _solver_name(model, solver, optimizer, l1_names, batch_data or batch_priors)
+    name = _solver_name(model, solver, optimizer, l1_names, batch_data or batch_priors, n_obs)
     layout = Layout(method, jacobian, name, optimizer, l1_names if name == "fista" else (),
-                     batch_data, batch_priors)
+                    batch_data, batch_priors, model_start=init is None and model.init is not None)
     eps = float(jnp.finfo(u0.dtype).eps)
     settings = Settings(
         tol=(1e-9 if u0.dtype == jnp.float64 else 1e-5) if tol is None else float(tol),
@@ -269,7 +282,7 @@ def _l1_names(model: Model, priors: Mapping, method: str) -> tuple[str, ...]:
                  and isinstance(model.params[name].transform, IdentityTransform))
 
 
-def _solver_name(model, solver, optimizer, l1_names, batched) -> str:
+def _solver_name(model, solver, optimizer, l1_names, batched, n_obs) -> str:
     if solver is not None and solver not in solvers.REGISTRY:
         raise ValueError(f"solver must be None (automatic) or one of "
                          f"{sorted(solvers.REGISTRY)}; got {solver!r}.")
@@ -282,9 +295,12 @@ def _solver_name(model, solver, optimizer, l1_names, batched) -> str:
         return solver
     if l1_names:
         return "fista"
-    # Batched small fits: Newton's few steps beat L-BFGS's many, and under vmap every problem
-    # waits for the slowest; a single fit compiles faster with L-BFGS.
-    return "newton" if batched and model.dim <= solvers.NEWTON_MAX_DIM else "lbfgs"
+    # Newton where its dense Hessian is cheap: a few steps, whatever the scaling of the data
+    # (raw columns, counts in the thousands), where L-BFGS crawls. Batched: for a few
+    # parameters (under vmap every problem waits for the slowest loop); L-BFGS beyond.
+    if batched:
+        return "newton" if model.dim <= solvers.NEWTON_MAX_DIM else "lbfgs"
+    return "newton" if checks_uniqueness(model.dim, n_obs) else "lbfgs"
 
 
 # --------------------------------------------------------------------------------------------

@@ -66,10 +66,18 @@ class LaplaceApprox(NamedTuple):
         ``None`` when the Hessian is not positive definite.
     pareto_k : float
         Pareto-k of :math:`\\log p - \\log q` over the draws (arviz_stats' PSIS): below 0.7
-        the approximation is usable for importance sampling; above, it is not.
+        the approximation is usable for importance sampling; above, it is not. ``-inf`` when
+        the ratios are constant to the float's precision: the Gaussian is exact here (a
+        Gaussian likelihood with a Gaussian or flat prior on its mean).
     log_ratios : Array (num_draws,)
         :math:`\\log p(u_s) - \\log q(u_s)`, up to a constant.
     is_positive_definite : bool
+        Whether :math:`-H` has a Cholesky factor (scaled to unit diagonal first).
+    condition_number : float
+        Of :math:`-H` scaled to unit diagonal, :math:`D^{-1/2}(-H)D^{-1/2}` with :math:`D` its
+        diagonal: what limits the accuracy of :math:`\\Sigma` (about ``condition_number *
+        eps`` relative), invariant to the units of each parameter (raw columns). ``inf`` when
+        not positive definite.
     method : str
         ``"map"`` (posterior, with Jacobian) or ``"mle"`` (observed information).
     flat_names : list[str]
@@ -85,6 +93,7 @@ class LaplaceApprox(NamedTuple):
     pareto_k: float
     log_ratios: Array
     is_positive_definite: bool
+    condition_number: float
     method: str
     flat_names: list[str]
 
@@ -95,7 +104,8 @@ class Curvature(NamedTuple):
     hessian: np.ndarray  # (dim, dim) of the log-density
     cov: np.ndarray | None  # (dim, dim), None when -H is not positive definite
     std_errors: dict[str, np.ndarray]  # delta method, NaN when cov is None
-    eigenvalues: np.ndarray  # (dim,) of -H, ascending
+    eigenvalues: np.ndarray  # (dim,) of -H scaled to unit diagonal, ascending
+    condition_number: float  # of the same; inf when not positive definite
 
 
 def laplace(
@@ -103,7 +113,7 @@ def laplace(
     data: Any,
     *,
     mode: PointEstimate | None = None,
-    method: str = "map",
+    method: str | None = None,
     priors: Mapping | None = None,
     num_draws: int = 1000,
     seed: int = 0,
@@ -116,13 +126,14 @@ def laplace(
     model : Model
     data : pytree of arrays
     mode : PointEstimate, optional
-        Where to centre the Gaussian. Default: ``fit(model, data, method="map",
-        jacobian=True)`` (or ``method="mle"``). A given mode must come from a fit of the
-        same ``method``; with ``method="map"`` it should have ``jacobian=True``.
-    method : {"map", "mle"}
+        Where to centre the Gaussian. Default: ``fit(model, data, method=method,
+        jacobian=(method == "map"))``. A given mode's method is the approximation's; a
+        ``"map"`` mode should have ``jacobian=True``.
+    method : {"map", "mle"}, optional
         ``"map"``: :math:`\\ell` = log-likelihood + log-prior + log-Jacobian (the posterior
         of the unconstrained coordinates). ``"mle"``: :math:`\\ell` = log-likelihood, whose
-        inverse negative Hessian is the covariance that statsmodels reports.
+        inverse negative Hessian is the covariance that statsmodels reports. Default: the
+        mode's method when ``mode`` is given, else ``"map"``.
     priors : dict, optional
         Prior overrides, as in :func:`mlemap.fit`.
     num_draws : int
@@ -139,11 +150,14 @@ def laplace(
     Warns
     -----
     LaplaceWarning
-        When :math:`-H` is not positive definite (then ``cov`` is NaN and ``draws`` None),
-        or when the mode is not a converged interior maximum.
+        When :math:`-H` is not positive definite (then ``cov`` is NaN and ``draws`` None) or
+        ill-conditioned (fewer than 3 correct digits), when Pareto-k exceeds 0.7, or when
+        the mode is not a converged interior maximum.
     """
+    if method is None:
+        method = mode.method if isinstance(mode, PointEstimate) else "map"
     _check_arguments(model, method, num_draws, seed)
-    data, _ = check_data(data)
+    data, _ = check_data(data, model)
     check_log_likelihood(model, data)  # pointwise, checked before anything is traced
     if priors is not None and method == "map":
         priors = merge_priors(model, priors)
@@ -153,16 +167,18 @@ def laplace(
     curv = curvature(model, data, mean, method, priors)
     names = model.unconstrained_names()
     if curv.cov is None or mode.result == Status.NOT_UNIQUE:
-        _warn_not_positive_definite(curv, names)
+        _warn_not_positive_definite(curv, names, mode.result == Status.NOT_UNIQUE)
         dim = mean.shape[0]
         return LaplaceApprox(mode, mean, jnp.full((dim, dim), jnp.nan), jnp.asarray(curv.hessian),
                              {k: jnp.full(p.shape, jnp.nan) for k, p in model.params.items()},
-                             None, float("nan"), jnp.full((0,), jnp.nan), False, method, names)
+                             None, float("nan"), jnp.full((0,), jnp.nan), False, np.inf,
+                             method, names)
+    _warn_ill_conditioned(curv, mean.dtype)
     draw = _programs(model, method)[2]
-    log_ratios, params = draw(mean, jnp.asarray(np.linalg.cholesky(curv.cov)), seed, data, priors,
-                              num_draws=int(num_draws))
-    pareto_k = _pareto_k(np.asarray(log_ratios))
-    if not np.isfinite(pareto_k) or pareto_k > 0.7:
+    log_ratios, log_p, params = draw(mean, jnp.asarray(np.linalg.cholesky(curv.cov)), seed, data,
+                                     priors, num_draws=int(num_draws))
+    pareto_k = _pareto_k(np.asarray(log_ratios), np.asarray(log_p))
+    if not pareto_k <= 0.7:
         warnings.warn(
             f"laplace: Pareto-k of the importance ratios is {pareto_k:.2f} (> 0.7): the "
             "Gaussian is a poor approximation of this posterior. Sample it with mm.sample.",
@@ -170,7 +186,7 @@ def laplace(
     draws = arviz_base.from_dict({"posterior": {k: np.asarray(v)[None] for k, v in params.items()}})
     std_errors = {k: jnp.asarray(v) for k, v in curv.std_errors.items()}
     return LaplaceApprox(mode, mean, jnp.asarray(curv.cov), jnp.asarray(curv.hessian), std_errors,
-                         draws, pareto_k, log_ratios, True, method, names)
+                         draws, pareto_k, log_ratios, True, curv.condition_number, method, names)
 
 
 def _check_arguments(model, method, num_draws, seed) -> None:
@@ -196,7 +212,7 @@ def _mode(model, data, mode, method, priors, fit_kwargs) -> PointEstimate:
         raise ValueError("mode is a batched PointEstimate; give one fit (index it first).")
     elif mode.method != method:
         raise ValueError(f"mode was fitted with method={mode.method!r} but laplace was asked for "
-                         f"method={method!r}; pass method={mode.method!r}.")
+                         f"method={method!r}; leave method out (the mode's is used) or refit.")
     elif method == "map" and not mode.jacobian:
         warnings.warn(
             "mode was fitted with jacobian=False: the Gaussian is centred off the mode of the "
@@ -214,22 +230,32 @@ def curvature(model: Model, data, position, method: str, priors: Mapping | None 
     constrained standard errors :math:`\\sqrt{\\mathrm{diag}(J \\Sigma J^\\top)}` (delta
     method, :math:`J` the Jacobian of the constraining map).
 
-    ``method="mle"``: of the log-likelihood, statsmodels' ``cov_params`` and ``bse``.
+    ``method="mle"``: of the log-likelihood, statsmodels' ``cov_params`` and ``bse``. The
+    precision :math:`P = -H` is scaled to unit diagonal, :math:`S = D^{-1/2} P D^{-1/2}`,
+    before it is factored: positive definite means that :math:`S` has a Cholesky factor,
+    and :math:`\\Sigma = D^{-1/2} S^{-1} D^{-1/2}` is as accurate as :math:`S`'s condition
+    number allows, whatever the units of the parameters (raw columns make :math:`P`'s own
+    condition number huge without making :math:`\\Sigma` any less accurate).
     """
     hessian_fn, jacobian_fn, _ = _programs(model, method)
     priors = dict(model.priors) if priors is None else dict(priors)
     hessian = np.asarray(hessian_fn(jnp.asarray(position), data, priors))
     hessian = 0.5 * (hessian + hessian.T)
     precision = -hessian
-    eig = np.linalg.eigvalsh(precision)
-    # Positive definite beyond rounding: a smallest eigenvalue within 1e3 eps of the largest
-    # is a singular Hessian whose inverse would be rounding noise (e.g. collinear columns,
-    # which the fit reports as Status.NOT_UNIQUE).
-    eps = float(np.finfo(precision.dtype).eps)
-    if not (np.all(np.isfinite(eig)) and eig.min() > 1e3 * eps * np.abs(eig).max()):
-        nan = {k: np.full(p.shape, np.nan) for k, p in model.params.items()}
-        return Curvature(hessian, None, nan, eig)
-    cov = np.linalg.inv(precision)
+    diagonal = np.diag(precision)
+    nan = {k: np.full(p.shape, np.nan) for k, p in model.params.items()}
+    if not (np.all(np.isfinite(precision)) and np.all(diagonal > 0)):
+        eig = np.linalg.eigvalsh(np.where(np.isfinite(precision), precision, 0.0))
+        return Curvature(hessian, None, nan, eig, np.inf)
+    d = 1.0 / np.sqrt(diagonal)
+    scaled = precision * d[:, None] * d[None, :]
+    eig = np.linalg.eigvalsh(scaled)
+    try:
+        factor = np.linalg.cholesky(scaled)
+    except np.linalg.LinAlgError:
+        return Curvature(hessian, None, nan, eig, np.inf)
+    inverse = np.linalg.inv(factor)
+    cov = (inverse.T @ inverse) * d[:, None] * d[None, :]
     cov = 0.5 * (cov + cov.T)
     jac = np.asarray(jacobian_fn(jnp.asarray(position)))
     flat = np.sqrt(np.diag(jac @ cov @ jac.T))
@@ -238,19 +264,47 @@ def curvature(model: Model, data, position, method: str, priors: Mapping | None 
         size = int(np.prod(p.shape))
         std_errors[name] = flat[start:start + size].reshape(p.shape)
         start += size
-    return Curvature(hessian, cov, std_errors, eig)
+    condition = float(eig[-1] / eig[0]) if eig[0] > 0 else np.inf
+    return Curvature(hessian, cov, std_errors, eig, condition)
 
 
-def _warn_not_positive_definite(curv: Curvature, names: list[str]) -> None:
+#: Importance ratios that vary by less than this (weights equal to 6 digits) are constant.
+_EXACT_SPREAD = 1e-6
+#: Σ is trusted to about condition_number * eps; beyond this, it has fewer than 3 digits.
+_DIGITS_LOST = 1e-3
+
+
+def _warn_not_positive_definite(curv: Curvature, names: list[str], not_unique: bool) -> None:
     vec = np.linalg.eigh(-curv.hessian)[1]
-    bad = [names[i] for i in np.flatnonzero(np.abs(vec[:, 0]) > 0.3)]
+    along = [names[i] for i in np.flatnonzero(np.abs(vec[:, 0]) > 0.3)]
+    smallest = float(curv.eigenvalues[0])
+    if not_unique:
+        what = ("the negative Hessian is not positive definite: the mode is not unique (flat "
+                "along a direction; the fit's message names it)")
+    elif smallest > 0:
+        what = (f"the negative Hessian is numerically singular: its eigenvalues, scaled to "
+                f"unit diagonal, are all positive but the smallest ({smallest:.3g}) is below "
+                "what a Cholesky factorization resolves")
+    else:
+        what = (f"the negative Hessian is not positive definite: its smallest eigenvalue, "
+                f"scaled to unit diagonal, is {smallest:.3g}")
     warnings.warn(
-        f"laplace: the negative Hessian of the log-density at the mode is singular or not "
-        f"positive definite (smallest eigenvalue {curv.eigenvalues.min():.3g}, direction "
-        f"mostly along {bad}): the point is not a strict maximum and has no Gaussian "
-        "approximation. Fix: give the weakly identified parameters a proper prior, "
-        "reparameterize (e.g. non-centered), or check the mode's status (a boundary or a "
-        "saddle point).", LaplaceWarning, stacklevel=3)
+        f"laplace: {what} (direction mostly along {along}): the point is not a strict "
+        "maximum and has no Gaussian approximation; cov and std_errors are NaN. Fix: give "
+        "the weakly identified parameters a proper prior, reparameterize (e.g. non-centered), "
+        "or check the mode's status (a boundary or a saddle point).",
+        LaplaceWarning, stacklevel=3)
+
+
+def _warn_ill_conditioned(curv: Curvature, dtype) -> None:
+    eps = float(np.finfo(dtype).eps)
+    if curv.condition_number * eps > _DIGITS_LOST:
+        warnings.warn(
+            f"laplace: the negative Hessian is ill-conditioned (condition number "
+            f"{curv.condition_number:.3g} after scaling to unit diagonal): cov and std_errors "
+            f"have only about {max(0.0, -np.log10(curv.condition_number * eps)):.0f} correct "
+            "digits. Nearly collinear columns do this: drop or combine them, or fit in "
+            "float64.", LaplaceWarning, stacklevel=3)
 
 
 def _programs(model: Model, method: str):
@@ -271,13 +325,13 @@ def _programs(model: Model, method: str):
 
         def draw(mean, chol, seed, data, priors, num_draws):
             """``num_draws`` draws ``u = mean + L z`` of q: their log p - log q (up to a
-            constant, irrelevant to Pareto-k) and their constrained values."""
+            constant, irrelevant to Pareto-k), their log p and their constrained values."""
             z = jax.random.normal(jax.random.key(seed), (num_draws, mean.shape[0]),
                                   dtype=mean.dtype)
             draws_u = mean[None, :] + z @ chol.T
             log_q = -0.5 * jnp.sum(z * z, axis=1)
             log_p = jax.vmap(target, in_axes=(0, None, None))(draws_u, data, priors)
-            return log_p - log_q, jax.vmap(model.constrain)(draws_u)
+            return log_p - log_q, log_p, jax.vmap(model.constrain)(draws_u)
 
         return (jax.jit(jax.hessian(objective)), jax.jit(jax.jacfwd(flat_constrained)),
                 jax.jit(draw, static_argnames="num_draws"))
@@ -285,14 +339,19 @@ def _programs(model: Model, method: str):
     return program(model, ("laplace", method), build)
 
 
-def _pareto_k(log_ratios: np.ndarray) -> float:
-    """Pareto-k of PSIS on the importance ratios ``log_ratios = log p - log q``.
+def _pareto_k(log_ratios: np.ndarray, log_p: np.ndarray) -> float:
+    """Pareto-k of PSIS on the importance ratios ``log_ratios = log p - log q``; ``-inf``
+    when they are constant to the precision of ``log p`` (the Gaussian is exact), where PSIS
+    would fit a Pareto tail to rounding noise.
 
     arviz_stats' ``psislw`` follows the LOO convention: it takes a log-likelihood and smooths
     the weights ``exp(-log_lik)``. The weights here are ``exp(log_ratios)``, hence the minus.
     """
     if not np.all(np.isfinite(log_ratios)):
         return float("inf")
+    rounding = 10 * float(np.finfo(log_p.dtype).eps) * float(np.max(np.abs(log_p)))
+    if np.ptp(log_ratios) <= max(_EXACT_SPREAD, rounding):
+        return -float("inf")
     da = xr.DataArray(-log_ratios[None, :], dims=("chain", "draw"))
     _, k = da.azstats.psislw(dim=["chain", "draw"])
     return float(k)

@@ -186,6 +186,20 @@ class Model:
     derived : callable, optional
         ``derived(params, data) -> dict[str, Array]``: deterministic quantities (e.g.
         ``theta = mu + tau * z``) reported alongside the parameters in the posterior.
+    check_data : callable, optional
+        ``check_data(data) -> None``, raising ``ValueError`` with a message when the data lie
+        outside the likelihood's support (labels that are not 0/1, negative counts). ``fit``,
+        ``laplace`` and ``sample`` call it on concrete data, before anything is traced;
+        ``glm`` sets it to its family's check.
+    init : callable, optional
+        ``init(data) -> dict`` of constrained values of every parameter: a start computed from
+        the data (e.g. least squares for a location, the residual sd for a scale), which
+        ``fit`` uses when no ``init=`` is given (default: unconstrained zeros). A pure JAX
+        function: it runs inside the compiled fit. ``glm`` sets it per family.
+    runaway_hints : dict[str, str], optional
+        For a parameter name, what it means, and what to do, when the log-density keeps
+        increasing as that parameter runs off to infinity (e.g. a Student-t's ``nu``: the
+        data look Gaussian). ``fit`` says it in the message of a fit without a maximum.
 
     Notes
     -----
@@ -203,6 +217,9 @@ class Model:
     params: Mapping[str, Param]
     log_likelihood: Callable[[Params, Any], Array]
     derived: Callable[[Params, Any], dict[str, Array]] | None = None
+    check_data: Callable[[Any], None] | None = None
+    init: Callable[[Any], Params] | None = None
+    runaway_hints: Mapping[str, str] | None = None
     # The compiled programs of this model and what was checked about it: see mlemap._programs.
     _programs: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
                                         compare=False)
@@ -225,8 +242,16 @@ class Model:
                 )
         if not callable(self.log_likelihood):
             raise TypeError("Model.log_likelihood must be a function (params, data) -> (n_obs,).")
-        if self.derived is not None and not callable(self.derived):
-            raise TypeError("Model.derived must be None or a function (params, data) -> dict.")
+        for name, signature in (("derived", "(params, data) -> dict"),
+                                ("check_data", "(data) -> None"), ("init", "(data) -> dict")):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise TypeError(f"Model.{name} must be None or a function {signature}.")
+        hints = dict(self.runaway_hints or {})
+        unknown = sorted(set(hints) - set(self.params))
+        if unknown:
+            raise ValueError(f"Model.runaway_hints names unknown parameters {unknown}; the "
+                             f"parameters are {sorted(self.params)}.")
+        object.__setattr__(self, "runaway_hints", hints)
         object.__setattr__(self, "params", dict(self.params))
         conditional = {n: p for n, p in self.params.items() if _is_conditional(p.prior)}
         if conditional:

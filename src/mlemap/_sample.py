@@ -90,8 +90,10 @@ def sample(
         other parameter values (e.g. another scale) reuse them, with no tracing.
     init : {"map", "prior", "uniform"} or dict
         Starting points. ``"map"``: the ``jacobian=True`` MAP from ``mm.fit``, jittered by
-        U(-0.1, 0.1) per unconstrained coordinate and chain (falls back to ``"prior"`` with a
-        warning if the fit fails or does not converge). ``"prior"``: a draw from each
+        U(-0.1, 0.1) per unconstrained coordinate and chain; the fit's end point is used
+        when it is finite and interior though not converged (a kink of an absolute-error
+        likelihood: a fine start for NUTS), and the chains fall back to ``"prior"`` with a
+        warning when the fit fails or runs off (no maximum, unbounded, a boundary). ``"prior"``: a draw from each
         parameter's prior, U(-2, 2) in unconstrained space where the prior is flat.
         ``"uniform"``: U(-2, 2) in unconstrained space for every parameter (Stan's and
         NumPyro's default). A dict of constrained values, each of the parameter's shape (one
@@ -185,7 +187,7 @@ def sample(
                             chain_method, init, seed, log_likelihood)
     priors, _ = _checks.priors_override(model, priors, False)  # fit's checks and messages
     priors = as_arrays(priors)  # the distributions' parameters as arrays of fixed dtypes
-    data, _ = check_data(data)
+    data, _ = check_data(data, model)
     check_log_likelihood(model, data)  # pointwise, checked before anything is traced
     chain_method = _chain_method(chain_method, num_chains, data)
     settings = NutsSettings(

@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mlemap import _checks, solvers
-from mlemap._density import log_density_fn, merge_priors, pointwise_log_likelihood_fn
+from mlemap import solvers
+from mlemap._density import (log_density_fn, log_density_terms, merge_priors,
+                             pointwise_log_likelihood_fn)
 from mlemap._diagnose import EndPoint, Settings, end_point
 from mlemap._model import Model
 from mlemap._programs import program, signature
@@ -37,6 +38,7 @@ class Layout(NamedTuple):
     l1_names: tuple[str, ...]  # parameters whose Laplace prior is FISTA's L1 part
     batch_data: bool
     batch_priors: bool
+    model_start: bool  # start at model.init(data), computed in the program (no init= given)
 
     @property
     def batched(self) -> bool:
@@ -50,7 +52,7 @@ class Problem(NamedTuple):
     data: Any
     fixed_priors: dict
     batched_priors: dict
-    u0: Any  # (dim,)
+    u0: Any  # (dim,) the given start, or zeros when layout.model_start
     settings: Settings
 
 
@@ -70,20 +72,71 @@ def solve(model: Model, problem: Problem) -> EndPoint:
     warm = key in solved and not any(spans_processes(x) for x in jax.tree.leaves(args[0]))
     if not warm:
         start = program(model, ("fit", "start", layout), lambda: _start_program(model, layout))
-        _checks.finite_start(np.asarray(start(u0, *args)))
-    dtype = np.result_type(u0)
+        _check_start(model, problem, *start(u0, *args))
+    dtype = u0.dtype
     tol = np.asarray(settings.tol, dtype)  # numpy scalars: jit arguments, no dispatch of their own
-    end = solve(u0, *args, tol, np.asarray(settings.rtol, dtype),
-                np.asarray(settings.max_steps, np.int32))
-    short = np.isin(np.asarray(end.stop), (solvers.Stop.SMALL_CHANGE, solvers.Stop.MAX_STEPS))
+    rtol = np.asarray(settings.rtol, dtype)
+    end = solve(u0, *args, tol, rtol, np.asarray(settings.max_steps, np.int32))
     if (layout.solver == "lbfgs" and model.dim <= solvers.POLISH_MAX_DIM
-            and (short & (np.asarray(end.grad_norm) > settings.tol)).any()):
+            and solvers.needs_polish(np.asarray(end.stop), np.asarray(end.grad_norm),
+                                     settings.tol).any()):
         polish = program(model, ("fit", "polish", layout), lambda: _polish_program(model, layout))
-        end = polish(u0, end, *args, tol)
+        end = polish(end, *args, tol, rtol, np.asarray(settings.max_steps, np.int32))
     if warm:
-        _checks.finite_start(np.asarray(end.start))
+        _check_start(model, problem, np.asarray(end.start), None)
     solved.add(key)
     return end
+
+
+def _check_start(model: Model, problem: Problem, values, positions) -> None:
+    """Raise, naming the term, when the log-density at a start (one value per problem) is
+    not finite. ``positions``: the starts, when known (a model's own start is computed in
+    the program)."""
+    values = np.atleast_1d(np.asarray(values))
+    bad = np.flatnonzero(~np.isfinite(values))
+    if not bad.size:
+        return
+    i = int(bad[0])
+    if positions is None:  # the solver's own check: recompute the start to describe it
+        start = program(model, ("fit", "start", problem.layout),
+                        lambda: _start_program(model, problem.layout))
+        positions = start(problem.u0, problem.data, problem.fixed_priors,
+                          problem.batched_priors)[1]
+    layout = problem.layout
+    pick = (lambda tree: jax.tree.map(lambda a: a[i], tree)) if layout.batched else (lambda t: t)
+    position = np.atleast_2d(np.asarray(positions))[i] if layout.batched else positions
+    data = pick(problem.data) if layout.batch_data else problem.data
+    priors = merge_priors(model, problem.fixed_priors,
+                          pick(problem.batched_priors) if layout.batch_priors else {})
+    where = f" for problem {i} of the batch" if layout.batched else ""
+    origin = ("the model's own start, computed from the data," if layout.model_start
+              else "the initial point")
+    raise ValueError(
+        f"The log-density at {origin} is {values[i]} (not finite){where}: "
+        f"{_describe_terms(model, jnp.asarray(position), data, priors, layout)}. Give init= "
+        "with values where every term is finite (inside every prior's support, with a mean "
+        "of the likelihood inside its support: e.g. a positive Gamma or Poisson mean, which "
+        "a log link keeps positive; a linear predictor that does not overflow)."
+    )
+
+
+def _describe_terms(model: Model, position, data, priors, layout: Layout) -> str:
+    # Traced (jit), as in the fit: evaluated eagerly, NumPyro would validate the
+    # distributions' arguments and raise its own error instead.
+    terms = jax.jit(lambda u, d, p: log_density_terms(
+        model, u, d, p, prior=layout.method == "map", jacobian=layout.jacobian))(
+        position, data, priors)
+    described = []
+    for name, value in terms.items():
+        if np.isfinite(value):
+            continue
+        if name == "log_likelihood":
+            pointwise = np.asarray(jax.jit(pointwise_log_likelihood_fn(model))(position, data))
+            where = np.flatnonzero(~np.isfinite(pointwise))
+            name = (f"log_likelihood (non-finite at {where.size} of {pointwise.size} "
+                    f"observations, the first at index {where[0]})")
+        described.append(f"{name} = {float(value)}")
+    return ", ".join(described) or "every term is finite but their sum is not"
 
 
 def probe(model: Model, problem: Problem, points: np.ndarray) -> np.ndarray:
@@ -107,12 +160,18 @@ def _n_obs(model: Model, position, data) -> int:
     return math.prod(shape)
 
 
+def _start_position(model: Model, layout: Layout, u0, data):
+    """The start: ``u0``, or the model's own start from the data (``model.init``)."""
+    return model.unconstrain(model.init(data)) if layout.model_start else u0
+
+
 def _solve_program(model: Model, layout: Layout):
     """``solve(u0, data, fixed_priors, batched_priors, tol, rtol, max_steps) -> EndPoint``."""
     log_density, pointwise = _objective_parts(model, layout)
     vectorized = layout.batched and _maps_with_vmap()
 
     def solve(u0, data, fixed_priors, batched_priors, tol, rtol, max_steps):
+        u0 = _start_position(model, layout, u0, data)
         priors = merge_priors(model, fixed_priors, batched_priors)
         n = _n_obs(model, u0, data)
         smooth = {k: (None if k in layout.l1_names else v) for k, v in priors.items()}
@@ -123,7 +182,7 @@ def _solve_program(model: Model, layout: Layout):
         if layout.solver == "fista":
             solver = solvers.fista(_l1_part(model, priors, layout.l1_names, max(n, 1), u0.dtype))
         elif layout.solver == "newton":
-            solver = solvers.newton(vectorized=vectorized)
+            solver = solvers.newton(vectorized=vectorized, tol=tol)
         elif layout.solver in ("lbfgs", "optax"):
             solver = solvers.lbfgs(layout.optimizer)
         else:
@@ -135,29 +194,33 @@ def _solve_program(model: Model, layout: Layout):
 
 
 def _polish_program(model: Model, layout: Layout):
-    """``polish(u0, end, data, fixed_priors, batched_priors, tol) -> EndPoint``: Newton steps
-    from where L-BFGS stopped. A program of its own, compiled only when some fit stopped
-    short of ``tol``."""
+    """``polish(end, data, fixed_priors, batched_priors, tol, rtol, max_steps) -> EndPoint``: Newton
+    from where L-BFGS stopped short (:func:`mlemap.solvers.polish`). A program of its own,
+    compiled only when some fit stopped short of ``tol``."""
     log_density, pointwise = _objective_parts(model, layout)
+    vectorized = layout.batched and _maps_with_vmap()
 
-    def polish(u0, end, data, fixed_priors, batched_priors, tol):
+    def polish(end, data, fixed_priors, batched_priors, tol, rtol, max_steps):
         priors = merge_priors(model, fixed_priors, batched_priors)
-        n = _n_obs(model, u0, data)
+        n = _n_obs(model, end.position, data)
         objective = lambda u: -log_density(u, data, priors) / max(n, 1)  # noqa: E731
-        solution = solvers.Solution(end.position, -end.log_density / max(n, 1), end.grad_norm,
-                                    end.num_steps, end.stop, None)
-        solution = solvers.polish(objective, solution, tol)
-        return end_point(model, log_density, pointwise, u0, solution, data, priors, n)
+        solution = solvers.Solution(end.position, -end.log_density / max(n, 1), end.grad,
+                                    end.num_steps, end.stop, None, end.grad_scale)
+        solution = solvers.polish(objective, solution, tol, rtol, max_steps,
+                                  vectorized=vectorized)
+        return end_point(model, log_density, pointwise, end.origin, solution, data, priors, n)
 
-    return jax.jit(_batched(polish, layout, (None, "all", "data", None, "priors", None)))
+    return jax.jit(_batched(polish, layout, ("all", "data", None, "priors", None, None, None)))
 
 
 def _start_program(model: Model, layout: Layout):
-    """``start(u0, data, fixed_priors, batched_priors)``: the log-density at the start."""
+    """``start(u0, data, fixed_priors, batched_priors) -> (log-density, position)`` at the
+    start."""
     log_density, _ = _objective_parts(model, layout)
 
     def start(u0, data, fixed_priors, batched_priors):
-        return log_density(u0, data, merge_priors(model, fixed_priors, batched_priors))
+        u0 = _start_position(model, layout, u0, data)
+        return log_density(u0, data, merge_priors(model, fixed_priors, batched_priors)), u0
 
     return jax.jit(_batched(start, layout, (None, "data", None, "priors"), vmap=True))
 

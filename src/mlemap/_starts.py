@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution
 
-from mlemap._density import log_density_fn, merge_priors
+from mlemap._density import log_density_fn, log_density_terms, merge_priors
+from mlemap._diagnose import Status
 from mlemap._fit import fit
-from mlemap._model import Model, check_param_names, resolve_prior
+from mlemap._model import Model, check_param_names
 from mlemap._programs import compiled
 from mlemap._shard import to_host
 
@@ -47,17 +48,7 @@ def _start_terms_fn(model: Model) -> Callable:
 
     def terms(position, data, priors):
         merged = merge_priors(model, priors)
-        params = model.constrain(position)
-        out = {"log_likelihood": jnp.sum(model.log_likelihood(params, data))}
-        for name in model.params:
-            prior = resolve_prior(merged[name], params)
-            if prior is not None:
-                out[f"log_prior of {name!r}"] = jnp.sum(prior.log_prob(params[name]))
-        for name, u in model.unflatten(position).items():
-            transform = model.params[name].transform
-            out[f"log-Jacobian of {name!r}"] = jnp.sum(
-                transform.log_abs_det_jacobian(u, transform(u))
-            )
+        out = log_density_terms(model, position, data, merged)
         grad = jax.grad(log_density)(position, data, merged)
         out["gradient"] = jnp.where(jnp.all(jnp.isfinite(grad)), 0.0, jnp.nan)
         return out
@@ -130,14 +121,21 @@ def _map_positions(model, data, priors, rng_key, num_chains):
     except Exception as err:  # noqa: BLE001 - any failure of the optimizer means: fall back
         reason = f"mm.fit raised {type(err).__name__}: {err}"
     else:
-        if bool(np.all(np.asarray(estimate.converged))):
-            center = model.unconstrain(estimate.params)
+        center = jnp.asarray(estimate.position)
+        if estimate.result in _STARTS and bool(jnp.all(jnp.isfinite(center))):
             jitter = jax.random.uniform(
                 rng_key, (num_chains, model.dim), minval=-MAP_JITTER, maxval=MAP_JITTER
             )
             return center[None, :] + jitter, None
-        reason = f"the MAP optimization did not converge ({estimate.message})"
+        reason = f"the MAP optimization found no interior point to start from ({estimate.message})"
     return None, reason
+
+
+#: Fits whose end point is a good start for the chains though it may not be a converged
+#: maximum: a point of high density all the same (a kink of an absolute-error likelihood
+#: stops the gradient test, not NUTS). The others run off to infinity or to a boundary.
+_STARTS = (Status.CONVERGED, Status.STALLED, Status.MAX_STEPS, Status.NOT_UNIQUE,
+           Status.SADDLE)
 
 
 def _dict_positions(model, init, num_chains):

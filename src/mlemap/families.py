@@ -20,6 +20,7 @@ student_t      identity  :math:`\\tfrac{\\nu+1}{2}\\log(1+r^2/\\nu s^2)` 1      
 bernoulli      logit     binary cross-entropy (log loss)            1             0
 categorical    softmax   softmax cross-entropy                      1             0
 poisson        log       half Poisson deviance :math:`y\\log(y/\\mu) - (y-\\mu)`  1   :math:`\\log y! - y\\log y + y`
+gamma(k)       inv, log  half Gamma deviance :math:`y/\\mu - \\log(y/\\mu) - 1`   k   :math:`\\log\\Gamma(k) - k\\log k + k + \\log y`
 =============  ========  =========================================  ============  ==========================================
 
 Each family's ``loss`` is optax's where optax has it (``squared_error``,
@@ -52,6 +53,7 @@ __all__ = [
     "bernoulli",
     "categorical",
     "poisson",
+    "gamma",
 ]
 
 
@@ -72,6 +74,9 @@ class Family:
         Nuisance parameters to be estimated, as model parameters.
     num_classes : int or None
         Categorical only: the number of classes, ``None`` to infer it from the labels.
+    runaway_hints : dict[str, str]
+        What it means when the log-density keeps increasing as a parameter runs off:
+        ``"coefficients"`` for the intercept and ``beta``, else a nuisance parameter's name.
     """
 
     name: str
@@ -83,7 +88,10 @@ class Family:
     _loss: Callable = dataclasses.field(repr=False)
     _affine: Callable = dataclasses.field(repr=False)
     _validate: Callable = dataclasses.field(repr=False)
+    _mean_link: Callable = dataclasses.field(repr=False)
+    _nuisance_start: Callable = dataclasses.field(default=lambda y, mean: {}, repr=False)
     num_classes: int | None = None
+    runaway_hints: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     def _nuisance(self, nuisance: Mapping | None) -> dict:
         values = dict(self.fixed)
@@ -118,10 +126,51 @@ class Family:
         """Check the response's domain; return it as the array the likelihood expects."""
         return self._validate(y)
 
+    def mean_link(self, y):
+        """The link of the mean response, :math:`g(\bar y)`: the linear predictor of a
+        model with an intercept only (``(K-1,)`` log-odds against class 0 for categorical,
+        from ``K = y``'s classes given as ``num_classes``), for a start. JAX, any
+        ``(n,)``."""
+        return self._mean_link(y)
+
+    def nuisance_start(self, y, mean):
+        """A start of each learned nuisance parameter given the response ``y`` ``(n,)`` and
+        the mean ``(n,)`` of a start's fit (least squares, or the mean response): the residual
+        scale for ``sigma``, a moderate 5 for ``nu``, the moments' shape for ``gamma``. JAX."""
+        if not self.learned:
+            return {}
+        return {name: jnp.asarray(value, y.dtype)
+                for name, value in self._nuisance_start(y, mean).items() if name in self.learned}
+
+
     def __repr__(self):
         parts = [f"{k}={v:g}" for k, v in self.fixed.items()]
         parts += [f"{k}=<learned>" for k in self.learned]
         return f"{self.name}({', '.join(parts)})"
+
+
+_EXACT_FIT = (
+    "A scale going to 0: the fit is exact (as many coefficients as observations, or a "
+    "response that is a linear function of the columns), so there is no noise to estimate. "
+    "Fix the scale (e.g. gaussian(sigma=...)) or give it a prior.")
+_SEPARABLE = (
+    "With a Bernoulli or categorical likelihood this means the classes are (quasi-)"
+    "separable: a combination of the columns predicts them perfectly, and the MLE does not "
+    "exist. Fix: add a proper prior (method='map' with e.g. prior=Normal(0, s) on the "
+    "coefficients, mm.priors.from_logistic(C)); the MAP exists.")
+
+
+def _scale(value, y):
+    """A start's scale, kept off 0 by a thousandth of the response's spread (an exact fit
+    would start on the boundary, where the solver cannot move)."""
+    spread = jnp.std(y)
+    return jnp.maximum(value, 1e-3 * jnp.where(spread > 0, spread, 1.0))
+
+
+def _logit(p):
+    """The log-odds of ``p``, kept finite for a start at p = 0 or 1."""
+    p = jnp.clip(p, 1e-6, 1.0 - 1e-6)
+    return jnp.log(p) - jnp.log1p(-p)
 
 
 def _scale_param(name: str, value, prior) -> tuple[dict, dict]:
@@ -163,6 +212,9 @@ def gaussian(sigma: float | None = None, *, sigma_prior: dist.Distribution | Non
             jnp.log(sigma) + 0.5 * jnp.log(2.0 * jnp.pi),
         ),
         _validate=_checks.real_response,
+        _mean_link=jnp.mean,
+        _nuisance_start=lambda y, mean: {"sigma": _scale(jnp.sqrt(jnp.mean((y - mean) ** 2)), y)},
+        runaway_hints={"sigma": _EXACT_FIT},
     )
 
 
@@ -184,7 +236,51 @@ def laplace(scale: float | None = None, *, scale_prior: dist.Distribution | None
         _loss=lambda eta, y, sigma: jnp.abs(y - eta),
         _affine=lambda y, sigma: (1.0 / sigma, jnp.log(2.0 * sigma)),
         _validate=_checks.real_response,
+        _mean_link=jnp.median,
+        _nuisance_start=lambda y, mean: {"sigma": _scale(jnp.mean(jnp.abs(y - mean)), y)},
+        runaway_hints={"sigma": _EXACT_FIT},
     )
+
+
+class _StudentT(dist.StudentT):
+    """NumPyro's ``StudentT`` with a log-density that stays exact as ``df`` grows.
+
+    NumPyro computes :math:`\\log\\Gamma(\\tfrac{\\nu+1}2) - \\log\\Gamma(\\tfrac\\nu2)` and
+    :math:`\\tfrac12\\log\\nu` separately; at :math:`\\nu = 10^{14}` each is about 16 and their
+    difference loses every digit, so a fit running ``nu`` off to infinity followed rounding
+    noise and reported a log-likelihood higher than the maximum. :func:`_log_t_normalizer`
+    takes the difference analytically; the kernel's ``log1p`` is already exact.
+    """
+
+    def log_prob(self, value):
+        y = (value - self.loc) / self.scale
+        return (-0.5 * (self.df + 1.0) * jnp.log1p(y * y / self.df)
+                - jnp.log(self.scale) - _log_t_normalizer(self.df))
+
+
+#: From df / 2 = 25 on, the asymptotic series of _log_t_normalizer is exact to 4e-16.
+_SERIES_FROM = 25.0
+
+
+def _log_t_normalizer(df):
+    """:math:`\\tfrac12\\log(\\nu\\pi) + \\log\\Gamma(\\tfrac\\nu2) - \\log\\Gamma(\\tfrac{\\nu+1}2)`,
+    the log of the Student-t's normalizing constant, exact for every :math:`\\nu > 0`.
+
+    With :math:`x = \\nu/2`, :math:`\\log\\Gamma(x+\\tfrac12) - \\log\\Gamma(x) = \\tfrac12\\log x -
+    \\tfrac1{8x} + \\tfrac1{192x^3} - \\tfrac1{640x^5} + \\tfrac{17}{14336x^7} + O(x^{-9})`
+    (the asymptotic series of the ratio of gamma functions), so for large :math:`\\nu` the
+    constant is :math:`\\tfrac12\\log 2\\pi` (the Gaussian's) plus that series' tail, with no
+    cancellation. Below ``2 * _SERIES_FROM`` the gamma functions are small enough to subtract.
+    """
+    x = 0.5 * df
+    big = x >= _SERIES_FROM
+    xs = jnp.where(big, x, _SERIES_FROM)  # both branches are evaluated: keep each in range
+    inv = 1.0 / xs
+    series = (0.5 * jnp.log(2.0 * jnp.pi) + inv / 8.0 - inv**3 / 192.0 + inv**5 / 640.0
+              - 17.0 * inv**7 / 14336.0)
+    xd = jnp.where(big, _SERIES_FROM, x)
+    direct = 0.5 * jnp.log(2.0 * xd * jnp.pi) + gammaln(xd) - gammaln(xd + 0.5)
+    return jnp.where(big, series, direct)
 
 
 def _student_t_loss(eta, y, nu, sigma):
@@ -231,16 +327,17 @@ def student_t(
         loss_name="Student-t (bounded-influence) loss",
         fixed=fixed,
         learned=learned,
-        _distribution=lambda eta, nu, sigma: dist.StudentT(nu, eta, sigma),
+        _distribution=lambda eta, nu, sigma: _StudentT(nu, eta, sigma),
         _loss=_student_t_loss,
-        _affine=lambda y, nu, sigma: (
-            1.0,
-            jnp.log(sigma)
-            + 0.5 * jnp.log(nu * jnp.pi)
-            + gammaln(0.5 * nu)
-            - gammaln(0.5 * (nu + 1.0)),
-        ),
+        _affine=lambda y, nu, sigma: (1.0, jnp.log(sigma) + _log_t_normalizer(nu)),
         _validate=_checks.real_response,
+        _mean_link=jnp.median,
+        _nuisance_start=lambda y, mean: {"sigma": _scale(jnp.sqrt(jnp.mean((y - mean) ** 2)), y),
+                                         "nu": 5.0},
+        runaway_hints={"sigma": _EXACT_FIT, "nu": (
+            "nu has no finite maximum: the data look Gaussian (a Student-t whose nu grows "
+            "without bound is the Gaussian). Put a prior on nu (method='map' with the "
+            "default nu_prior), fix it (student_t(nu=...)), or use families.gaussian().")},
     )
 
 
@@ -278,6 +375,8 @@ def bernoulli() -> Family:
         _loss=lambda eta, y: optax.losses.sigmoid_binary_cross_entropy(eta, y),
         _affine=lambda y: (1.0, 0.0),
         _validate=_checks.binary_labels,
+        _mean_link=lambda y: _logit(jnp.mean(y)),
+        runaway_hints={"coefficients": _SEPARABLE},
     )
 
 
@@ -301,7 +400,9 @@ def categorical(num_classes: int | None = None) -> Family:
         _loss=lambda eta, y: optax.losses.softmax_cross_entropy_with_integer_labels(eta, y),
         _affine=lambda y: (1.0, 0.0),
         _validate=lambda y: _checks.class_labels(y, num_classes)[0],
+        _mean_link=None,  # glm gives the number of classes: see glm's start
         num_classes=None if num_classes is None else int(num_classes),
+        runaway_hints={"coefficients": _SEPARABLE},
     )
 
 
@@ -329,4 +430,69 @@ def poisson() -> Family:
         _loss=_half_poisson_deviance,
         _affine=lambda y: (1.0, gammaln(y + 1.0) - xlogy(y, y) + y),
         _validate=_checks.count_labels,
+        _mean_link=lambda y: jnp.log(jnp.maximum(jnp.mean(y), 1e-10)),
+        runaway_hints={"coefficients": (
+            "With counts this means a group of observations (a level of a dummy column, or "
+            "the extreme values of a column) whose counts are all 0: their mean's MLE is 0 and "
+            "its log is -infinity. Fix: add a proper prior (method='map' with e.g. "
+            "prior=Normal(0, s), mm.priors.from_poisson(alpha, n)), or drop that group.")},
+    )
+
+
+def _gamma_mean(link: str) -> Callable:
+    return {"inverse": lambda eta: 1.0 / eta, "log": jnp.exp}[link]
+
+
+def _half_gamma_deviance(eta, y, shape, link):
+    """:math:`y/\\mu - \\log(y/\\mu) - 1`, half the Gamma unit deviance.
+
+    Written by hand: optax has no Gamma deviance.
+    """
+    ratio = y / _gamma_mean(link)(eta)
+    return ratio - jnp.log(ratio) - 1.0
+
+
+def gamma(link: str = "inverse", shape: float | None = None, *,
+          shape_prior: dist.Distribution | None = None) -> Family:
+    """Gamma responses (positive, skewed), mean :math:`\\mu = g^{-1}(\\eta)`, shape
+    :math:`k`: the negative log-likelihood is :math:`k` times half the Gamma deviance.
+
+    .. math:: -\\log \\mathrm{Gamma}(y \\mid k, k/\\mu)
+              = k\\Big(\\frac y\\mu - \\log\\frac y\\mu - 1\\Big)
+              + \\log\\Gamma(k) - k\\log k + k + \\log y
+
+    Parameters
+    ----------
+    link : {"inverse", "log"}
+        ``"inverse"`` (:math:`\\mu = 1/\\eta`, canonical, statsmodels' default; the linear
+        predictor must stay positive) or ``"log"`` (:math:`\\mu = e^\\eta`).
+    shape : float or None
+        Fixed shape :math:`k` (the dispersion is :math:`1/k`), or ``None`` to learn it
+        (parameter ``shape``).
+    shape_prior : Distribution, optional
+        Prior on a learned ``shape`` (default flat).
+    """
+    if link not in ("inverse", "log"):
+        raise ValueError(f"gamma's link must be 'inverse' or 'log'; got {link!r}.")
+    fixed, learned = _scale_param("shape", shape, shape_prior)
+    mean = _gamma_mean(link)
+    return Family(
+        name="gamma",
+        link=link,
+        loss_name="half Gamma deviance",
+        fixed=fixed,
+        learned=learned,
+        _distribution=lambda eta, shape: dist.Gamma(shape, shape / mean(eta)),
+        _loss=lambda eta, y, shape: _half_gamma_deviance(eta, y, shape, link),
+        _affine=lambda y, shape: (shape, gammaln(shape) - shape * jnp.log(shape) + shape
+                                  + jnp.log(y)),
+        _validate=_checks.positive_response,
+        _mean_link=(lambda y: 1.0 / jnp.mean(y)) if link == "inverse" else (
+            lambda y: jnp.log(jnp.mean(y))),
+        # The method of moments: k = mean^2 / variance around the start's mean, at most 1e6.
+        _nuisance_start=lambda y, mu: {"shape": jnp.minimum(
+            1.0 / jnp.maximum(jnp.mean(((y - mu) / mu) ** 2), 1e-300), 1e6)},
+        runaway_hints={"shape": (
+            "shape has no finite maximum: the response is an exact function of the columns "
+            "(no noise around the mean). Fix the shape (gamma(shape=...)) or give it a prior.")},
     )

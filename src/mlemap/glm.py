@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 
 from mlemap import _checks
@@ -45,7 +47,12 @@ def glm(
     -------
     model : Model
         Parameters, in this order: ``intercept`` (scalar), ``beta`` ``(d,)``, then the
-        family's learned nuisance parameters (``sigma``, ``nu``).
+        family's learned nuisance parameters (``sigma``, ``nu``). It checks the response of
+        any data given to ``fit``, ``laplace`` or ``sample`` against the family
+        (``Model.check_data``), starts a fit from the data (``Model.init``: for an identity
+        link, least squares and the residual scale, ``nu = 5``; else the link of the mean
+        response as the intercept and zero coefficients), and says what a coefficient or
+        scale running off means for this family (``Model.runaway_hints``).
     data : dict
         ``{"X": (n, d) float array, "y": (n,) array}`` as JAX arrays.
 
@@ -102,7 +109,58 @@ def glm(
 
     y_dtype = jnp.int32 if num_classes is not None else float
     data = {"X": jnp.asarray(X, dtype=float), "y": jnp.asarray(y, dtype=y_dtype)}
-    return Model(params, log_likelihood), data
+    coefficients = [name for name in ("intercept", "beta") if name in params]
+    hints = {name: family.runaway_hints[key] for key in family.runaway_hints
+             for name in (coefficients if key == "coefficients" else [key]) if name in params}
+    model = Model(params, log_likelihood, check_data=_response_check(family, num_classes),
+                  init=_start(family, intercept, beta_shape, num_classes), runaway_hints=hints)
+    return model, data
+
+
+def _response_check(family: Family, num_classes: int | None):
+    """``Model.check_data``: the family's domain, elementwise (so that a batch of stacked
+    datasets is checked at once); for categorical labels inferred from the data, every class
+    present in each dataset."""
+
+    def check_data(data):
+        y = np.asarray(data["y"])
+        if num_classes is None:
+            family.validate(y.reshape(-1))
+            return
+        _checks.class_labels(y.reshape(-1), num_classes)
+        if family.num_classes is None:
+            _checks.every_class_present(y.reshape(-1, y.shape[-1]), num_classes)
+
+    return check_data
+
+
+def _start(family: Family, intercept: bool, beta_shape, num_classes):
+    """``Model.init``: an identity link's least squares (on centred columns, with a ridge of
+    1e-10 of the mean diagonal against exact collinearity) and the residual scale; for any
+    other link, the link of the mean response as the intercept and zero coefficients."""
+
+    def init(data):
+        X, y = data["X"], data["y"]
+        if family.link == "identity":
+            mean_x = jnp.mean(X, axis=0) if intercept else jnp.zeros(X.shape[1], X.dtype)
+            mean_y = jnp.mean(y) if intercept else jnp.zeros((), X.dtype)
+            Xc, yc = X - mean_x[None, :], y - mean_y
+            gram = Xc.T @ Xc
+            ridge = 1e-10 * jnp.trace(gram) / max(X.shape[1], 1) + jnp.finfo(X.dtype).tiny
+            beta = jnp.linalg.solve(gram + ridge * jnp.eye(X.shape[1], dtype=X.dtype), Xc.T @ yc)
+            start = {"intercept": mean_y - mean_x @ beta, "beta": beta}
+            start.update(family.nuisance_start(y, y - (yc - Xc @ beta)))
+        else:
+            if num_classes is not None:  # log-odds of each class against class 0
+                counts = jnp.sum(jax.nn.one_hot(y, num_classes, dtype=X.dtype), axis=0) + 0.5
+                mean_eta = jnp.log(counts[1:]) - jnp.log(counts[0])
+            else:
+                mean_eta = family.mean_link(y)
+            start = {"intercept": mean_eta, "beta": jnp.zeros(beta_shape, X.dtype)}
+            start.update(family.nuisance_start(y, jnp.full(y.shape, jnp.mean(y), X.dtype)))
+        return {k: v for k, v in start.items() if k != "intercept" or intercept}
+
+    return init
 
 
 def _softmax_logits(eta, intercept, num_classes):

@@ -23,10 +23,11 @@ from mlemap.solvers._lbfgs import lbfgs
 from mlemap.solvers._newton import MAX_DIM as NEWTON_MAX_DIM
 from mlemap.solvers._newton import newton
 from mlemap.solvers._polish import MAX_DIM as POLISH_MAX_DIM
-from mlemap.solvers._polish import polish
+from mlemap.solvers._polish import needs_polish, polish
 
 __all__ = ["Solver", "Solution", "Iterate", "Stop", "minimize", "REGISTRY", "lbfgs",
-           "newton", "fista", "L1", "polish", "NEWTON_MAX_DIM", "POLISH_MAX_DIM"]
+           "newton", "fista", "L1", "polish", "needs_polish", "NEWTON_MAX_DIM",
+           "POLISH_MAX_DIM"]
 
 #: Solver name -> factory returning a :class:`Solver`.
 REGISTRY = {

@@ -33,14 +33,19 @@ class Stop(enum.IntEnum):
     """Why a solver's loop stopped; ``fit`` diagnoses the end point from it."""
 
     RUNNING = -1
-    #: :math:`\|\nabla F\|_\infty \le` ``tol`` at the iterate: the first-order condition.
+    #: :math:`\max_j |s_j \partial_j F| \le` ``tol`` at the iterate, with the solver's gradient
+    #: scale :math:`s` (1, or Newton's :math:`1/\sqrt{H_{jj}}`): the first-order condition.
     GRADIENT = 0
-    #: :math:`|F_k - F_{k-1}| \le` ``rtol`` :math:`\max(|F_k|, |F_{k-1}|, 1)`: no progress.
+    #: No progress: :math:`|F_k - F_{k-1}| \le` ``rtol`` :math:`\max(|F_k|, |F_{k-1}|, 1)` and
+    #: the gradient's norm did not decrease either.
     SMALL_CHANGE = 1
     #: ``max_steps`` iterations.
     MAX_STEPS = 2
     #: The proposed iterate's value or gradient was NaN or infinite; the last finite one is kept.
     NONFINITE = 3
+    #: The step was zero: the line search found no point of sufficient decrease with a finite
+    #: objective (every trial non-finite, or none lower), so the solver cannot go on.
+    NO_STEP = 4
 
 
 class Iterate(NamedTuple):
@@ -56,10 +61,21 @@ class Solution(NamedTuple):
 
     position: Array  # (dim,)
     value: Array  # () F at position
-    grad_norm: Array  # () max |grad|
+    grad: Array  # (dim,) gradient of F (a proximal solver: the minimum-norm subgradient)
     num_steps: Array  # () int32, iterations taken
     stop: Array  # () int32, a Stop
     hessian: Array | None  # (dim, dim) of F, for a solver that has one (Newton); else None
+    grad_scale: Array  # (dim,) the solver's scale of the gradient test (ones: none)
+
+    @property
+    def grad_norm(self) -> Array:
+        """:math:`\\|\\nabla F\\|_\\infty` at ``position``."""
+        return max_abs(self.grad)
+
+    @property
+    def scaled_grad_norm(self) -> Array:
+        """:math:`\\max_j |s_j \\partial_j F|`, what the gradient test compares with ``tol``."""
+        return max_abs(self.grad * self.grad_scale)
 
 
 class Solver(NamedTuple):
@@ -75,14 +91,21 @@ class Solver(NamedTuple):
         ``(state, num_steps) -> (dim, dim)``: a Hessian of :math:`F` the solver already has
         at the end (for ``fit``'s uniqueness check), or ``None``.
     stops_on_small_change : bool
-        Whether the loop also stops when :math:`F` stops changing (``rtol``). A proximal
-        solver's objective can stand still between momentum restarts, so FISTA says no.
+        Whether the loop also stops when neither :math:`F` (``rtol``) nor the gradient
+        improves. A proximal solver's objective can stand still between momentum restarts,
+        so FISTA says no.
+    gradient_scale : callable, optional
+        ``state -> (dim,)``: the scale :math:`s` of the gradient test,
+        :math:`\\max_j |s_j \\partial_j F| \\le` ``tol``; ``None``: 1, the plain gradient.
+        Newton scales by :math:`1/\\sqrt{H_{jj}}`, which makes the test independent of the
+        units of each parameter.
     """
 
     init: Callable[[Objective, Array], tuple[Iterate, Any]]
     step: Callable[[Objective, Iterate, Any], tuple[Iterate, Any]]
     hessian: Callable[[Any, Array], Array] | None = None
     stops_on_small_change: bool = True
+    gradient_scale: Callable[[Any], Array] | None = None
 
 
 def max_abs(x: Array) -> Array:
@@ -90,21 +113,30 @@ def max_abs(x: Array) -> Array:
     return jnp.max(jnp.abs(x), initial=0.0)
 
 
-def stop_code(new: Iterate, old_value: Array | None, tol, rtol, num_steps, max_steps) -> Array:
+def stop_code(new: Iterate, old: Iterate | None, tol, rtol, num_steps, max_steps,
+              scale=1.0) -> Array:
     """The :class:`Stop` code after ``num_steps`` iterations, the first that applies of:
-    non-finite, gradient test, small change (not at the start, ``old_value=None``, nor when
-    ``rtol`` is ``None``), step limit."""
+    non-finite, gradient test (``max |scale * grad| <= tol``), zero step, small change
+    (neither at the start, ``old=None``; no small change when ``rtol`` is ``None``), step
+    limit."""
     finite = (jnp.isfinite(new.value) & jnp.all(jnp.isfinite(new.grad))
               & jnp.all(jnp.isfinite(new.position)))
-    small_change = jnp.zeros((), bool)
-    if old_value is not None and rtol is not None:
-        magnitude = jnp.maximum(jnp.maximum(jnp.abs(new.value), jnp.abs(old_value)), 1.0)
-        small_change = jnp.abs(new.value - old_value) <= rtol * magnitude
+    no_step = small_change = jnp.zeros((), bool)
+    if old is not None:
+        no_step = jnp.all(new.position == old.position)
+        if rtol is not None:
+            # Near a minimum F stops changing in its last digits while the gradient, still
+            # exact, keeps shrinking (quadratically for Newton): that is progress too.
+            magnitude = jnp.maximum(jnp.maximum(jnp.abs(new.value), jnp.abs(old.value)), 1.0)
+            small_change = ((jnp.abs(new.value - old.value) <= rtol * magnitude)
+                            & (max_abs(new.grad) >= max_abs(old.grad)))
     return jnp.where(
         ~finite, Stop.NONFINITE,
-        jnp.where(max_abs(new.grad) <= tol, Stop.GRADIENT,
-                  jnp.where(small_change, Stop.SMALL_CHANGE,
-                            jnp.where(num_steps >= max_steps, Stop.MAX_STEPS, Stop.RUNNING))),
+        jnp.where(max_abs(new.grad * scale) <= tol, Stop.GRADIENT,
+                  jnp.where(no_step, Stop.NO_STEP,
+                            jnp.where(small_change, Stop.SMALL_CHANGE,
+                                      jnp.where(num_steps >= max_steps, Stop.MAX_STEPS,
+                                                Stop.RUNNING)))),
     ).astype(jnp.int32)
 
 
@@ -112,19 +144,26 @@ def minimize(solver: Solver, objective: Objective, u0: Array, tol, rtol, max_ste
     """Run ``solver`` on ``objective`` from ``u0`` in one ``lax.while_loop``.
 
     Each iteration proposes an iterate; a non-finite one stops the loop with the last finite
-    iterate kept. ``tol``, ``rtol`` and ``max_steps`` are traced values (arguments of the
-    compiled program).
+    iterate kept, and so does one that did not move (a solver whose line search found no
+    acceptable point returns its iterate unchanged). ``tol``, ``rtol`` and ``max_steps`` are
+    traced values (arguments of the compiled program).
     """
     rtol = rtol if solver.stops_on_small_change else None
     iterate, state = solver.init(objective, u0)
+
+    def scale(state):
+        if solver.gradient_scale is None:
+            return jnp.ones_like(iterate.grad)
+        return solver.gradient_scale(state)
+
     zero = jnp.zeros((), jnp.int32)
-    code = stop_code(iterate, None, tol, rtol, zero, max_steps)
+    code = stop_code(iterate, None, tol, rtol, zero, max_steps, scale(state))
 
     def body(carry):
         iterate, state, num_steps, _ = carry
         new, new_state = solver.step(objective, iterate, state)
         num_steps = num_steps + 1
-        code = stop_code(new, iterate.value, tol, rtol, num_steps, max_steps)
+        code = stop_code(new, iterate, tol, rtol, num_steps, max_steps, scale(new_state))
         keep = code != Stop.NONFINITE
         iterate, state = jax.tree.map(lambda a, b: jnp.where(keep, a, b),
                                       (new, new_state), (iterate, state))
@@ -133,5 +172,5 @@ def minimize(solver: Solver, objective: Objective, u0: Array, tol, rtol, max_ste
     iterate, state, num_steps, code = jax.lax.while_loop(
         lambda carry: carry[3] == Stop.RUNNING, body, (iterate, state, zero, code))
     hessian = None if solver.hessian is None else solver.hessian(state, num_steps)
-    return Solution(iterate.position, iterate.value, max_abs(iterate.grad), num_steps, code,
-                    hessian)
+    return Solution(iterate.position, iterate.value, iterate.grad, num_steps, code, hessian,
+                    scale(state))

@@ -57,7 +57,8 @@ def fista(l1: L1) -> Solver:
 
     The iterate's ``grad`` is the minimum-norm subgradient of :math:`F`, so the loop's
     gradient test is the first-order condition of the non-smooth problem. A step whose
-    backtracking finds no point of sufficient decrease ends the loop as non-finite.
+    backtracking finds no point of sufficient decrease leaves the iterate where it was, which
+    ends the loop (``Stop.NO_STEP``).
     """
 
     def init(objective, u0):
@@ -92,7 +93,9 @@ def fista(l1: L1) -> Solver:
         t_next = (1.0 + jnp.sqrt(1.0 + 4.0 * state.t**2)) / 2.0
         y = jnp.where(restart, z, z + ((state.t - 1.0) / t_next) * (z - iterate.position))
         t = jnp.where(restart, 1.0, t_next)
-        value = jnp.where(ok, hz + l1.value(z), jnp.nan)  # no decrease found: stop
-        return Iterate(z, value, l1.min_subgradient(z, gz)), FistaState(y, t, lipschitz)
+        new = Iterate(z, hz + l1.value(z), l1.min_subgradient(z, gz))
+        # No point of sufficient decrease: the iterate does not move, and the loop stops.
+        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, iterate)
+        return new, FistaState(y, t, lipschitz)
 
     return Solver(init, step, stops_on_small_change=False)

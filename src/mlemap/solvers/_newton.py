@@ -5,10 +5,15 @@ converges in a few steps (one for a quadratic such as ridge), where L-BFGS needs
 line-search steps; in a batch of small fits every member also waits for the slowest one's
 loop. optax has no second-order method, hence this solver.
 
-Each step solves with the Hessian (an elimination that also tells whether it is positive
-definite); where it is not, the step is steepest descent scaled by the largest curvature.
-Then it backtracks (Armijo) from the full step. No eigen-decomposition: batched over a
-thousand small fits, ``eigh`` is far slower than an elimination.
+Each step solves with the Hessian :math:`H` (a factorization that also tells whether it is
+positive definite); where it is not (a saddle region, a non-convex objective), it solves
+with :math:`H + \\mu I`, the smallest :math:`\\mu` of a geometric sequence that makes it
+positive definite (Levenberg-Marquardt damping): a descent direction that still follows the
+curvature. Then it backtracks from the full step until the objective decreases sufficiently (Armijo),
+or, where that decrease is below what the objective's rounding resolves, until the
+gradient's norm decreases; when no trial point gives a finite objective, the iterate does
+not move and the loop stops (``Stop.NO_STEP``). No eigen-decomposition: batched over a thousand small fits, ``eigh`` is
+far slower than an elimination.
 
 The value and gradient at the full step come from the passes that also give its Hessian:
 the full step is nearly always accepted, and then they are the next step's. In a loop of
@@ -32,7 +37,9 @@ __all__ = ["newton", "MAX_DIM"]
 #: Default solver of batched fits of at most this many unconstrained parameters.
 MAX_DIM = 20
 _ARMIJO = 1e-4
+_ROUNDING = 10.0
 _MAX_BACKTRACKS = 40
+_ELIMINATION_MAX_DIM = 20
 
 
 class NewtonState(NamedTuple):
@@ -40,11 +47,22 @@ class NewtonState(NamedTuple):
     hessian: jax.Array  # (dim, dim) the one the last step was taken with (zeros before)
 
 
-def newton(*, vectorized: bool = False) -> Solver:
+def newton(*, vectorized: bool = False, tol=None) -> Solver:
     """Damped Newton with Armijo backtracking.
 
     Parameters
     ----------
+    tol : float or traced scalar, optional
+        Stop (the step does not move, ``Stop.NO_STEP``) at a point where the Hessian is
+        positive definite and the Newton decrement :math:`\\sqrt{g^\\top H^{-1} g}` is at most
+        ``tol``: the first-order condition in the Hessian's metric. ``fit`` reads it back
+        from the end point.
+
+    The gradient test is scaled by the curvature, :math:`\\max_j |\\partial_j F| /
+    \\sqrt{H_{jj}} \\le` ``tol`` (``gradient_scale``): independent of the units of each
+    parameter, where the plain gradient's entries can be far below ``tol`` for a parameter
+    of tiny curvature that is still far off, or never get below it in floating point for one
+    of huge curvature (raw columns in the thousands).
     vectorized : bool
         The caller maps this solve with ``jax.vmap``. There a conditional becomes a select
         that runs every branch, so each trial point gets its value, gradient and Hessian at
@@ -86,13 +104,26 @@ def newton(*, vectorized: bool = False) -> Solver:
     def step(objective, iterate, state):
         dim, dtype = iterate.position.shape[0], iterate.position.dtype
         hessian = hessian_of(state, dim, dtype)  # another step follows: needed now
-        direction = _direction(hessian, iterate.grad)
+        direction, undamped = _direction(hessian, iterate.grad)
         slope = jnp.dot(iterate.grad, direction)
+        stationary = jnp.zeros((), bool) if tol is None else undamped & (-slope <= tol * tol)
 
-        def too_high(trial):  # Armijo's sufficient decrease, from the full step down
-            t, value, k = trial[0], trial[1], trial[-1]
-            armijo = value <= iterate.value + _ARMIJO * t * slope
-            return ~(jnp.isfinite(value) & armijo) & (k < _MAX_BACKTRACKS)
+        # Near the minimum the decrease that the quadratic model predicts, -slope / 2, falls
+        # below what F resolves (its rounding grows with the terms it sums, not with |F|),
+        # while the gradient still shrinks quadratically: there a step is accepted when it
+        # lowers the gradient's norm, the signal that is still exact (in the spirit of Hager
+        # and Zhang's approximate Wolfe conditions).
+        eps = jnp.finfo(dtype).eps
+        unresolved = -slope <= jnp.sqrt(eps) * jnp.maximum(jnp.abs(iterate.value), 1.0)
+        grad_norm = jnp.max(jnp.abs(iterate.grad), initial=0.0)
+
+        def too_high(trial):  # sufficient decrease, from the full step down
+            t, value, grad, k = trial[0], trial[1], trial[2], trial[-1]
+            armijo = value <= iterate.value + _ARMIJO * t * slope + _ROUNDING * eps * jnp.abs(
+                iterate.value)
+            flat = unresolved & (jnp.max(jnp.abs(grad), initial=0.0) < grad_norm)
+            ok = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad)) & (armijo | flat)
+            return ~ok & (k < _MAX_BACKTRACKS)
 
         def halve(trial):
             t = trial[0] / 2
@@ -100,8 +131,14 @@ def newton(*, vectorized: bool = False) -> Solver:
 
         t, value, grad, curvature_new, _ = jax.lax.while_loop(
             too_high, halve, (jnp.ones((), dtype), *at(objective, iterate.position + direction), 0))
-        new = Iterate(iterate.position + t * direction, value, grad)
-        return new, NewtonState(curvature_new, hessian)
+        # The last, tiny trial is taken even without sufficient decrease when it is finite: at
+        # a point where JAX's derivative is not the function's (a kink of a formula, such as
+        # NumPyro's Bernoulli log-probability at a logit of exactly 0), this moves off it.
+        accepted = jnp.isfinite(value) & ~stationary
+        new = jax.tree.map(lambda a, b: jnp.where(accepted, a, b),
+                           (Iterate(iterate.position + t * direction, value, grad), curvature_new),
+                           (iterate, state.curvature))
+        return new[0], NewtonState(new[1], hessian)
 
     def final_hessian(state, num_steps):
         if layout.get("residuals") is None:
@@ -110,7 +147,17 @@ def newton(*, vectorized: bool = False) -> Solver:
         return jax.lax.cond(num_steps == 0, lambda: layout["residuals"].hessian(state.curvature),
                             lambda: state.hessian)
 
-    return Solver(init, step, final_hessian)
+    def gradient_scale(state):
+        """:math:`1/\\sqrt{H_{jj}}` from the Hessian of the last step (near the iterate); before
+        the first step, infinite: a Newton fit always takes one step, which finds the
+        curvature (a start that passes the plain test may still be far off in the units of
+        a parameter whose curvature is tiny)."""
+        diagonal = jnp.abs(jnp.diag(state.hessian))
+        floor = jnp.finfo(diagonal.dtype).eps * jnp.max(diagonal, initial=0.0)
+        scale = 1.0 / jnp.sqrt(jnp.maximum(diagonal, floor))
+        return jnp.where(jnp.any(diagonal > 0), scale, jnp.inf)
+
+    return Solver(init, step, final_hessian, gradient_scale=gradient_scale)
 
 
 def _value_grad_pullback(objective):
@@ -187,14 +234,19 @@ class _Residuals:
 def solve_positive_definite(matrix, rhs):
     """``(matrix^{-1} rhs, positive_definite)`` for a symmetric ``matrix (dim, dim)``.
 
-    Gauss-Jordan elimination without pivoting, unrolled over the ``dim`` columns. For a
+    Up to ``_ELIMINATION_MAX_DIM`` columns, Gauss-Jordan elimination without pivoting, unrolled. For a
     positive definite matrix it is as stable as Cholesky (no growth), and its pivots are the
     ratios of consecutive leading principal minors, so all of them are positive exactly when
     the matrix is positive definite (Sylvester's criterion): the test comes with the solve.
     Written out because LAPACK's Cholesky and two triangular solves are three library calls
-    per step, which for a few parameters cost more than the gradient.
+    per step, which for a few parameters cost more than the gradient. Above, LAPACK's
+    Cholesky (an unrolled elimination would make a large program), which fails with NaN.
     """
     dim = matrix.shape[0]
+    if dim > _ELIMINATION_MAX_DIM:
+        factor = jnp.linalg.cholesky(matrix)
+        solution = jax.scipy.linalg.cho_solve((factor, True), rhs)
+        return solution, jnp.all(jnp.isfinite(factor)) & jnp.all(jnp.diag(factor) > 0)
     augmented = jnp.concatenate([matrix, rhs[:, None]], axis=1)  # (dim, dim + 1)
     smallest_pivot = jnp.asarray(jnp.inf, matrix.dtype)
     for k in range(dim):
@@ -205,11 +257,33 @@ def solve_positive_definite(matrix, rhs):
     return augmented[:, dim], smallest_pivot > 0
 
 
+#: Levenberg-Marquardt damping: mu runs over scale * growth**k, k < _MAX_DAMPINGS, from
+#: scale = _FIRST_DAMPING * max |H_jj|.
+_FIRST_DAMPING, _DAMPING_GROWTH, _MAX_DAMPINGS = 1e-10, 4.0, 30
+
+
 def _direction(hessian, grad):
-    """``-H^{-1} g`` when ``H`` is positive definite, else ``-g / max |H_jj|``."""
+    """``(step, undamped)``: ``-(H + mu I)^{-1} g`` with ``mu = 0`` where ``H`` is positive
+    definite (``undamped``), else the first ``mu`` of the damping sequence that makes it so;
+    ``-g / max |H_jj|`` if none does (a Hessian that is not finite)."""
     hessian = 0.5 * (hessian + hessian.T)
-    solution, positive_definite = solve_positive_definite(hessian, grad)
-    newton_step = -solution
-    scale = jnp.maximum(jnp.max(jnp.abs(jnp.diag(hessian)), initial=0.0), 1.0)
-    ok = positive_definite & jnp.all(jnp.isfinite(newton_step)) & (jnp.dot(grad, newton_step) < 0)
-    return jnp.where(ok, newton_step, -grad / scale)
+    scale = jnp.maximum(jnp.max(jnp.abs(jnp.diag(hessian)), initial=0.0), 1e-300)
+    # Marquardt's damping, mu * diag(|H|) (floored), so that it does not depend on units.
+    diagonal = jnp.maximum(jnp.abs(jnp.diag(hessian)), jnp.finfo(hessian.dtype).eps * scale)
+    eye = jnp.diag(diagonal / scale)
+
+    def attempt(mu):
+        solution, positive_definite = solve_positive_definite(hessian + mu * eye, grad)
+        step = -solution
+        return step, positive_definite & jnp.all(jnp.isfinite(step)) & (jnp.dot(grad, step) < 0)
+
+    def undamped_fails(carry):
+        return ~carry[1] & (carry[2] < _MAX_DAMPINGS)
+
+    def damp(carry):
+        mu = scale * _FIRST_DAMPING * _DAMPING_GROWTH ** carry[2].astype(hessian.dtype)
+        return (*attempt(mu), carry[2] + 1)
+
+    first = attempt(0.0)
+    step, ok, _ = jax.lax.while_loop(undamped_fails, damp, (*first, jnp.zeros((), jnp.int32)))
+    return jnp.where(ok, step, -grad / jnp.maximum(scale, 1.0)), first[1]

@@ -1,53 +1,52 @@
-"""A few Newton steps after a first-order solver stopped short of ``tol``.
+"""Newton steps after a first-order solver stopped short of ``tol``.
 
-Near the optimum of a badly scaled objective (e.g. an unstandardized regression), the
-objective's rounding error hides the decrease that a line search needs, and L-BFGS stops on
-the relative change with a gradient still above ``tol``. Newton steps need no line search
-there: each is accepted only if it lowers the gradient norm, so a problem without a maximum
-(singular Hessian) is left as it was. This takes float64 fits to scikit-learn's exact
-solvers' precision; optax has no Newton step, hence written here.
+Near the optimum of a badly scaled objective (an unstandardized regression, counts in the
+thousands), L-BFGS crawls, or the objective's rounding hides the decrease its line search
+needs, and it stops on the relative change or the step limit with a gradient still above
+``tol``. Newton's step is invariant to the scaling, and the Newton solver accepts a step by
+sufficient decrease of the objective (Armijo), damping the Hessian where it is not positive
+definite: from L-BFGS's end point it converges in a few steps where the gradient test can be
+met, and leaves a point without a maximum where it was.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
-from mlemap.solvers._base import Solution, Stop, max_abs
+from mlemap.solvers._base import Solution, Stop, minimize
+from mlemap.solvers._newton import newton
 
-__all__ = ["polish", "MAX_DIM"]
+__all__ = ["polish", "needs_polish", "MAX_DIM", "MIN_STEPS"]
 
 #: Polished problems have at most this many coordinates: a dense Hessian costs ~dim gradients.
 MAX_DIM = 200
+#: The polish's steps: what is left of the fit's ``max_steps``, and at least this many.
+MIN_STEPS = 50
 
 
-def polish(objective, solution: Solution, tol, max_steps: int = 10) -> Solution:
-    """Newton steps from ``solution`` when it stopped on a small change or the step limit.
+def needs_polish(stop, grad_norm, tol):
+    """Where the first solver stopped short of ``tol``, for a reason Newton may overcome."""
+    short = ((stop == Stop.SMALL_CHANGE) | (stop == Stop.MAX_STEPS) | (stop == Stop.NO_STEP)
+             | (stop == Stop.NONFINITE))
+    return short & (grad_norm > tol)
 
-    ``num_steps`` stays the first solver's; the stop becomes ``GRADIENT`` when the gradient
-    test passes after the polish.
+
+def polish(objective, solution: Solution, tol, rtol, max_steps, *,
+           vectorized: bool = False) -> Solution:
+    """Newton from ``solution``'s position when :func:`needs_polish`; else ``solution``.
+
+    Newton gets what is left of ``max_steps`` after the first solver's steps, and at least
+    ``MIN_STEPS``. ``num_steps`` adds the two solvers' iterations and the stop is Newton's
+    where it ran; the Hessian is left out (``None``: the caller computes it at the end point
+    if it needs one). ``vectorized``: this polish is mapped with ``jax.vmap`` (see
+    :func:`newton`).
     """
-    value_and_grad = jax.value_and_grad(objective)
-    hessian = jax.hessian(objective)
-
-    def cond(c):
-        _, _, g, i, stop = c
-        return ~stop & (i < max_steps) & (max_abs(g) > tol)
-
-    def body(c):
-        u, value, g, i, _ = c
-        h = hessian(u)
-        h = 0.5 * (h + h.T)
-        step = -jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(h), g)
-        value_new, g_new = value_and_grad(u + step)
-        better = (jnp.all(jnp.isfinite(step)) & jnp.isfinite(value_new)
-                  & (max_abs(g_new) < max_abs(g)))
-        return (jnp.where(better, u + step, u), jnp.where(better, value_new, value),
-                jnp.where(better, g_new, g), i + 1, ~better)
-
-    run = (solution.stop == Stop.SMALL_CHANGE) | (solution.stop == Stop.MAX_STEPS)
-    grad = jax.grad(objective)(solution.position)
-    u, value, g, _, _ = jax.lax.while_loop(
-        cond, body, (solution.position, solution.value, grad, jnp.zeros((), jnp.int32), ~run))
-    stop = jnp.where(run & (max_abs(g) <= tol), Stop.GRADIENT, solution.stop).astype(jnp.int32)
-    return solution._replace(position=u, value=value, grad_norm=max_abs(g), stop=stop)
+    run = needs_polish(solution.stop, solution.grad_norm, tol)
+    budget = jnp.maximum(max_steps - solution.num_steps, MIN_STEPS)
+    polished = minimize(newton(vectorized=vectorized, tol=tol), objective, solution.position,
+                        tol, rtol, jnp.where(run, budget, 0))
+    position, value, grad, num_steps, stop = (
+        jnp.where(run, a, b) for a, b in zip(polished[:5], solution[:5]))
+    num_steps = solution.num_steps + jnp.where(run, polished.num_steps, 0)
+    grad_scale = jnp.where(run, polished.grad_scale, solution.grad_scale)
+    return Solution(position, value, grad, num_steps, stop, None, grad_scale)

@@ -205,7 +205,7 @@ def _polish_program(model: Model, layout: Layout):
         n = _n_obs(model, end.position, data)
         objective = lambda u: -log_density(u, data, priors) / max(n, 1)  # noqa: E731
         solution = solvers.Solution(end.position, -end.log_density / max(n, 1), end.grad,
-                                    end.num_steps, end.stop, None, end.grad_scale)
+                                    end.num_steps, end.stop, None)
         solution = solvers.polish(objective, solution, tol, rtol, max_steps,
                                   vectorized=vectorized)
         return end_point(model, log_density, pointwise, end.origin, solution, data, priors, n)

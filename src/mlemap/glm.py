@@ -135,13 +135,14 @@ def _response_check(family: Family, num_classes: int | None):
 
 
 def _start(family: Family, intercept: bool, beta_shape, num_classes):
-    """``Model.init``: an identity link's least squares (on centred columns, with a ridge of
-    1e-10 of the mean diagonal against exact collinearity) and the residual scale; for any
-    other link, the link of the mean response as the intercept and zero coefficients."""
+    """``Model.init``: least squares (on centred columns, with a ridge of 1e-10 of the mean
+    diagonal against exact collinearity) and the residual scale for a robust family
+    (``Family.least_squares_start``); for any other, the link of the mean response as the
+    intercept, zero coefficients, and the scale around the mean."""
 
     def init(data):
         X, y = data["X"], data["y"]
-        if family.link == "identity":
+        if family.least_squares_start:
             mean_x = jnp.mean(X, axis=0) if intercept else jnp.zeros(X.shape[1], X.dtype)
             mean_y = jnp.mean(y) if intercept else jnp.zeros((), X.dtype)
             Xc, yc = X - mean_x[None, :], y - mean_y

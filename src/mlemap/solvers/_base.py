@@ -33,8 +33,7 @@ class Stop(enum.IntEnum):
     """Why a solver's loop stopped; ``fit`` diagnoses the end point from it."""
 
     RUNNING = -1
-    #: :math:`\max_j |s_j \partial_j F| \le` ``tol`` at the iterate, with the solver's gradient
-    #: scale :math:`s` (1, or Newton's :math:`1/\sqrt{H_{jj}}`): the first-order condition.
+    #: :math:`\|\nabla F\|_\infty \le` ``tol`` at the iterate: the first-order condition.
     GRADIENT = 0
     #: No progress: :math:`|F_k - F_{k-1}| \le` ``rtol`` :math:`\max(|F_k|, |F_{k-1}|, 1)` and
     #: the gradient's norm did not decrease either.
@@ -65,17 +64,11 @@ class Solution(NamedTuple):
     num_steps: Array  # () int32, iterations taken
     stop: Array  # () int32, a Stop
     hessian: Array | None  # (dim, dim) of F, for a solver that has one (Newton); else None
-    grad_scale: Array  # (dim,) the solver's scale of the gradient test (ones: none)
 
     @property
     def grad_norm(self) -> Array:
         """:math:`\\|\\nabla F\\|_\\infty` at ``position``."""
         return max_abs(self.grad)
-
-    @property
-    def scaled_grad_norm(self) -> Array:
-        """:math:`\\max_j |s_j \\partial_j F|`, what the gradient test compares with ``tol``."""
-        return max_abs(self.grad * self.grad_scale)
 
 
 class Solver(NamedTuple):
@@ -94,18 +87,16 @@ class Solver(NamedTuple):
         Whether the loop also stops when neither :math:`F` (``rtol``) nor the gradient
         improves. A proximal solver's objective can stand still between momentum restarts,
         so FISTA says no.
-    gradient_scale : callable, optional
-        ``state -> (dim,)``: the scale :math:`s` of the gradient test,
-        :math:`\\max_j |s_j \\partial_j F| \\le` ``tol``; ``None``: 1, the plain gradient.
-        Newton scales by :math:`1/\\sqrt{H_{jj}}`, which makes the test independent of the
-        units of each parameter.
+    returns_finite : bool
+        The solver never proposes a non-finite iterate (it keeps its own when every trial
+        is non-finite), so the loop need not select between the old and the new one.
     """
 
     init: Callable[[Objective, Array], tuple[Iterate, Any]]
     step: Callable[[Objective, Iterate, Any], tuple[Iterate, Any]]
     hessian: Callable[[Any, Array], Array] | None = None
     stops_on_small_change: bool = True
-    gradient_scale: Callable[[Any], Array] | None = None
+    returns_finite: bool = False
 
 
 def max_abs(x: Array) -> Array:
@@ -113,12 +104,10 @@ def max_abs(x: Array) -> Array:
     return jnp.max(jnp.abs(x), initial=0.0)
 
 
-def stop_code(new: Iterate, old: Iterate | None, tol, rtol, num_steps, max_steps,
-              scale=1.0) -> Array:
+def stop_code(new: Iterate, old: Iterate | None, tol, rtol, num_steps, max_steps) -> Array:
     """The :class:`Stop` code after ``num_steps`` iterations, the first that applies of:
-    non-finite, gradient test (``max |scale * grad| <= tol``), zero step, small change
-    (neither at the start, ``old=None``; no small change when ``rtol`` is ``None``), step
-    limit."""
+    non-finite, gradient test, zero step, small change (neither at the start, ``old=None``;
+    no small change when ``rtol`` is ``None``), step limit."""
     finite = (jnp.isfinite(new.value) & jnp.all(jnp.isfinite(new.grad))
               & jnp.all(jnp.isfinite(new.position)))
     no_step = small_change = jnp.zeros((), bool)
@@ -132,7 +121,7 @@ def stop_code(new: Iterate, old: Iterate | None, tol, rtol, num_steps, max_steps
                             & (max_abs(new.grad) >= max_abs(old.grad)))
     return jnp.where(
         ~finite, Stop.NONFINITE,
-        jnp.where(max_abs(new.grad * scale) <= tol, Stop.GRADIENT,
+        jnp.where(max_abs(new.grad) <= tol, Stop.GRADIENT,
                   jnp.where(no_step, Stop.NO_STEP,
                             jnp.where(small_change, Stop.SMALL_CHANGE,
                                       jnp.where(num_steps >= max_steps, Stop.MAX_STEPS,
@@ -150,20 +139,16 @@ def minimize(solver: Solver, objective: Objective, u0: Array, tol, rtol, max_ste
     """
     rtol = rtol if solver.stops_on_small_change else None
     iterate, state = solver.init(objective, u0)
-
-    def scale(state):
-        if solver.gradient_scale is None:
-            return jnp.ones_like(iterate.grad)
-        return solver.gradient_scale(state)
-
     zero = jnp.zeros((), jnp.int32)
-    code = stop_code(iterate, None, tol, rtol, zero, max_steps, scale(state))
+    code = stop_code(iterate, None, tol, rtol, zero, max_steps)
 
     def body(carry):
         iterate, state, num_steps, _ = carry
         new, new_state = solver.step(objective, iterate, state)
         num_steps = num_steps + 1
-        code = stop_code(new, iterate, tol, rtol, num_steps, max_steps, scale(new_state))
+        code = stop_code(new, iterate, tol, rtol, num_steps, max_steps)
+        if solver.returns_finite:
+            return new, new_state, num_steps, code
         keep = code != Stop.NONFINITE
         iterate, state = jax.tree.map(lambda a, b: jnp.where(keep, a, b),
                                       (new, new_state), (iterate, state))
@@ -172,5 +157,4 @@ def minimize(solver: Solver, objective: Objective, u0: Array, tol, rtol, max_ste
     iterate, state, num_steps, code = jax.lax.while_loop(
         lambda carry: carry[3] == Stop.RUNNING, body, (iterate, state, zero, code))
     hessian = None if solver.hessian is None else solver.hessian(state, num_steps)
-    return Solution(iterate.position, iterate.value, iterate.grad, num_steps, code, hessian,
-                    scale(state))
+    return Solution(iterate.position, iterate.value, iterate.grad, num_steps, code, hessian)

@@ -57,18 +57,17 @@ def newton(*, vectorized: bool = False, tol=None) -> Solver:
         positive definite and the Newton decrement :math:`\\sqrt{g^\\top H^{-1} g}` is at most
         ``tol``: the first-order condition in the Hessian's metric. ``fit`` reads it back
         from the end point.
-
-    The gradient test is scaled by the curvature, :math:`\\max_j |\\partial_j F| /
-    \\sqrt{H_{jj}} \\le` ``tol`` (``gradient_scale``): independent of the units of each
-    parameter, where the plain gradient's entries can be far below ``tol`` for a parameter
-    of tiny curvature that is still far off, or never get below it in floating point for one
-    of huge curvature (raw columns in the thousands).
     vectorized : bool
         The caller maps this solve with ``jax.vmap``. There a conditional becomes a select
         that runs every branch, so each trial point gets its value, gradient and Hessian at
         once (eager). In a loop of problems (``lax.map``) a trial gets its value and
         gradient, and the state keeps the residuals of its reverse pass; the next step, if
         there is one, starts by turning them into the Hessian (lazy).
+
+    Where the plain gradient cannot get below ``tol`` in floating point (a parameter of huge
+    curvature: raw columns in the thousands), Newton's steps shrink below the resolution of
+    the position and the loop stops (``Stop.NO_STEP``); ``fit`` then certifies the point by
+    the same test in the units of the curvature, or by the Newton decrement.
 
     The solver's ``hessian`` is the one the last step was taken with: at the point where that
     step began (at ``u0`` when no step was taken). A direction along which the objective is
@@ -147,17 +146,7 @@ def newton(*, vectorized: bool = False, tol=None) -> Solver:
         return jax.lax.cond(num_steps == 0, lambda: layout["residuals"].hessian(state.curvature),
                             lambda: state.hessian)
 
-    def gradient_scale(state):
-        """:math:`1/\\sqrt{H_{jj}}` from the Hessian of the last step (near the iterate); before
-        the first step, infinite: a Newton fit always takes one step, which finds the
-        curvature (a start that passes the plain test may still be far off in the units of
-        a parameter whose curvature is tiny)."""
-        diagonal = jnp.abs(jnp.diag(state.hessian))
-        floor = jnp.finfo(diagonal.dtype).eps * jnp.max(diagonal, initial=0.0)
-        scale = 1.0 / jnp.sqrt(jnp.maximum(diagonal, floor))
-        return jnp.where(jnp.any(diagonal > 0), scale, jnp.inf)
-
-    return Solver(init, step, final_hessian, gradient_scale=gradient_scale)
+    return Solver(init, step, final_hessian, returns_finite=True)
 
 
 def _value_grad_pullback(objective):
@@ -268,12 +257,9 @@ def _direction(hessian, grad):
     ``-g / max |H_jj|`` if none does (a Hessian that is not finite)."""
     hessian = 0.5 * (hessian + hessian.T)
     scale = jnp.maximum(jnp.max(jnp.abs(jnp.diag(hessian)), initial=0.0), 1e-300)
-    # Marquardt's damping, mu * diag(|H|) (floored), so that it does not depend on units.
-    diagonal = jnp.maximum(jnp.abs(jnp.diag(hessian)), jnp.finfo(hessian.dtype).eps * scale)
-    eye = jnp.diag(diagonal / scale)
 
-    def attempt(mu):
-        solution, positive_definite = solve_positive_definite(hessian + mu * eye, grad)
+    def attempt(matrix):
+        solution, positive_definite = solve_positive_definite(matrix, grad)
         step = -solution
         return step, positive_definite & jnp.all(jnp.isfinite(step)) & (jnp.dot(grad, step) < 0)
 
@@ -281,9 +267,14 @@ def _direction(hessian, grad):
         return ~carry[1] & (carry[2] < _MAX_DAMPINGS)
 
     def damp(carry):
-        mu = scale * _FIRST_DAMPING * _DAMPING_GROWTH ** carry[2].astype(hessian.dtype)
-        return (*attempt(mu), carry[2] + 1)
+        # Marquardt's damping, mu * diag(|H|) (floored), so that it does not depend on units.
+        diagonal = jnp.maximum(jnp.abs(jnp.diag(hessian)), jnp.finfo(hessian.dtype).eps * scale)
+        mu = _FIRST_DAMPING * _DAMPING_GROWTH ** carry[2].astype(hessian.dtype)
+        return (*attempt(hessian + jnp.diag(mu * diagonal)), carry[2] + 1)
 
-    first = attempt(0.0)
-    step, ok, _ = jax.lax.while_loop(undamped_fails, damp, (*first, jnp.zeros((), jnp.int32)))
-    return jnp.where(ok, step, -grad / jnp.maximum(scale, 1.0)), first[1]
+    def damped(first):
+        step, ok, _ = jax.lax.while_loop(undamped_fails, damp, (*first, jnp.zeros((), jnp.int32)))
+        return jnp.where(ok, step, -grad / jnp.maximum(scale, 1.0))
+
+    first = attempt(hessian)
+    return jax.lax.cond(first[1], lambda first: first[0], damped, first), first[1]

@@ -48,5 +48,4 @@ def polish(objective, solution: Solution, tol, rtol, max_steps, *,
     position, value, grad, num_steps, stop = (
         jnp.where(run, a, b) for a, b in zip(polished[:5], solution[:5]))
     num_steps = solution.num_steps + jnp.where(run, polished.num_steps, 0)
-    grad_scale = jnp.where(run, polished.grad_scale, solution.grad_scale)
-    return Solution(position, value, grad, num_steps, stop, None, grad_scale)
+    return Solution(position, value, grad, num_steps, stop, None)

@@ -148,15 +148,16 @@ def diagnose(model: Model, end: EndPoint, settings: Settings, *, check_unique: b
 
     ``CONVERGED`` means the first-order condition holds at the returned point: the gradient
     test passed there, :math:`\\|\\nabla F\\|_\\infty \\le` ``tol`` (``Stop.GRADIENT``), or,
-    where the end point's Hessian :math:`H` is known and positive definite and the solver
-    could go no further, the same test in :math:`H`'s metric, the Newton decrement
-    :math:`\\sqrt{\\nabla F^\\top H^{-1} \\nabla F} \\le` ``tol`` (invariant to the units of the
-    parameters: with raw columns in the thousands, the plain gradient's entries cannot get
-    below ``tol`` in floating point, while the point is a maximum to the last digit);
-    the log-density does not keep increasing along the direction travelled; and, where the
-    Hessian is at hand (``check_unique``), the point is neither a saddle nor one of a ridge
-    of maxima (:func:`second_order`, which evaluates the objective :math:`F` with
-    ``probe(points (B, k, dim)) -> (B, k)``).
+    where the end point's Hessian :math:`H` is known and the solver could go no further, the
+    same test in the units of the curvature, :math:`\\max_j |\\partial_j F|/\\sqrt{|H_{jj}|}`,
+    or in :math:`H`'s metric, the Newton decrement (:func:`_scaled_first_order`: with raw
+    columns in the thousands, the plain gradient's entries cannot get below ``tol`` in
+    floating point, while the point is a maximum to the last digit); the log-density does
+    not keep increasing along the direction travelled; and, where the Hessian is at hand
+    (``check_unique``), the point is neither a saddle nor one of a ridge of maxima
+    (:func:`mlemap._second_order.second_order`). ``probe(points (B, k, dim)) -> (B, k)``
+    evaluates the objective :math:`F` for those checks and for the long ray of a solver
+    stopped by the step limit (:func:`_long_ray`).
     """
     improving, below_start, noise = _end_point_flags(end)
     plain = (end.stop == Stop.GRADIENT) & ~improving

@@ -92,8 +92,13 @@ def checks_uniqueness(dim: int, n_obs: int) -> bool:
 
 
 def end_point(model: Model, log_density: Callable, pointwise: Callable, u0: Array,
-              solution: Solution, data: Any, priors: dict, n_obs: int) -> EndPoint:
+              solution: Solution, data: Any, priors: dict, n_obs: int, *,
+              fresh_hessian: bool = False) -> EndPoint:
     """The end point's report, traced inside the fit's program.
+
+    The Hessian is the solver's own (Newton's last step's) when it has one, else none;
+    computed at the end point where it is cheap (``checks_uniqueness``) and the solver has
+    none, or ``fresh_hessian`` asks for it.
 
     The three ray points and the start ``u0`` are one batch (``vmap``), and the
     log-likelihood at ``x`` is taken with them: for a GLM the four linear predictors become
@@ -109,11 +114,11 @@ def end_point(model: Model, log_density: Callable, pointwise: Callable, u0: Arra
     values, log_likelihoods = jax.vmap(
         lambda u: (log_density(u, data, priors), jnp.sum(pointwise(u, data))))(points)
     n = max(n_obs, 1)
-    hessian = jnp.zeros((0, 0), x.dtype)
-    if checks_uniqueness(model.dim, n):
-        hessian = solution.hessian
-        if hessian is None:
-            hessian = jax.hessian(lambda u: -log_density(u, data, priors) / n)(x)
+    hessian = solution.hessian  # the solver's own, when it has one (Newton, the polish)
+    if checks_uniqueness(model.dim, n) and (hessian is None or fresh_hessian):
+        hessian = jax.hessian(lambda u: -log_density(u, data, priors) / n)(x)
+    if hessian is None:
+        hessian = jnp.zeros((0, 0), x.dtype)
     return EndPoint(
         position=x, origin=u0, params=model.constrain(x), log_density=values[0],
         log_likelihood=log_likelihoods[0], grad=solution.grad, grad_norm=solution.grad_norm,

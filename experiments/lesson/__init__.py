@@ -25,6 +25,8 @@ class Experiment:
 
 
 EXPERIMENTS = (
+    Experiment("log_likelihood", "Why the log-likelihood: products of probabilities underflow",
+               "log_likelihood", 2.5),
     Experiment("gaussian_mle", "Gaussian MLE: the sample mean and the 1/n spread", "gaussian_mle",
                3),
     Experiment("squared_error", "Squared error is Gaussian likelihood", "squared_error", 3.5),

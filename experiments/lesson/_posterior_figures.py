@@ -191,7 +191,7 @@ def positive_scale(ctx, n, sigma_draws, exact, fits, lap_mean, a, b):
     axes[0].set_title(f"σ of a Gaussian from n = {n} draws:\nfour summaries of one posterior")
     axes[0].legend(loc="upper right", fontsize=9)
     ordered = sorted(points.items(), key=lambda item: item[1][0])
-    ordered.append((f"Laplace mean (its draws' mean)", (lap_mean, LAPLACE_COLOR, "")))
+    ordered.append(("Laplace mean (its draws' mean)", (lap_mean, LAPLACE_COLOR, "")))
     for i, (label, (value, color, _)) in enumerate(ordered):
         axes[1].plot([value], [-i], "o", ms=9, color=color)
         axes[1].annotate(f"{label}: {value:.3f}", (value, -i), xytext=(8, 0),

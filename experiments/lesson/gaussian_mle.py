@@ -44,7 +44,6 @@ def gaussian_model():
 def run(ctx):
     import jax
     import jax.numpy as jnp
-    import matplotlib.pyplot as plt
     import scipy.stats
 
     import mlemap as mm

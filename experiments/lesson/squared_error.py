@@ -41,7 +41,6 @@ give.
 def run(ctx):
     import jax
     import jax.numpy as jnp
-    import matplotlib.pyplot as plt
     from sklearn.linear_model import LinearRegression
     from sklearn.metrics import mean_absolute_error, mean_squared_error
 

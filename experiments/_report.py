@@ -270,6 +270,7 @@ h1{font-size:1.75em;line-height:1.2;margin:1.2em 0 .5em}
 h2{font-size:1.35em;line-height:1.25;margin:0 0 .5em}
 a{color:#0a58ca} code{font-size:.92em;background:#f3f4f6;padding:0 .2em;border-radius:3px}
 pre{background:#f6f8fa;padding:.7em;overflow-x:auto;max-width:100%;font-size:.85em}
+pre.cmd{white-space:pre-wrap;overflow-wrap:anywhere}
 .summary{font-size:1.15em;font-weight:650;margin:.4em 0;padding:.6em .9em;
 border-left:6px solid #1a7f37;background:#effaf1}
 .summary.bad{border-left-color:#b42318;background:#fdf0ef}
@@ -400,7 +401,7 @@ def to_html(folder: Path, results: list[ExperimentResult], manifest: dict) -> st
     parts += ["<section id='reproduce' aria-labelledby='reproduce-h'>",
               "<h2 id='reproduce-h'>Reproduce</h2>",
               "<p>After the set-up in README.md (<code>bash scripts/bootstrap.sh</code>):</p>",
-              f"<pre>{e(manifest['reproduce'])}</pre>",
+              f"<pre class='cmd'>{e(manifest['reproduce'])}</pre>",
               "<details><summary>manifest.json: versions, device, timings</summary>",
               f"<pre>{e(json.dumps(manifest, indent=2))}</pre></details></section>",
               "</main></body></html>"]

@@ -182,9 +182,9 @@ class Progress:
     runs in the main thread.
     """
 
-    def __init__(self, total: int, heartbeat: float = HEARTBEAT_SECONDS):
+    def __init__(self, total: int, heartbeat: float | None = None):
         self.total = total
-        self.heartbeat = heartbeat
+        self.heartbeat = HEARTBEAT_SECONDS if heartbeat is None else heartbeat
         self.t0 = self.last = time.perf_counter()
         self.running: dict[str, float] = {}
         self.done = 0

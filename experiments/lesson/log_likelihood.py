@@ -19,9 +19,9 @@ from lesson._common import panels
 EXPLANATION = """
 The likelihood of independent observations is the product of their probabilities. Every
 factor is below one, so the product shrinks geometrically with the number of observations:
-after about a thousand coin flips it is smaller than the smallest positive float64 number
-(4.9e-324), and the computer stores exactly 0.0, at every parameter value alike. A
-likelihood that is 0 everywhere cannot tell a good parameter from a bad one.
+after enough coin flips (the first figure shows how many) it is smaller than the smallest
+positive float64 number, and the computer stores exactly 0.0, at every parameter value
+alike. A likelihood that is 0 everywhere cannot tell a good parameter from a bad one.
 
 The logarithm turns the product into a sum, a moderate negative number that nothing
 underflows. Because the logarithm is increasing, it does not move the maximum: the

@@ -71,14 +71,27 @@ def run(ctx):
     ctx.metric("mle", mle)
     ctx.metric("mle_vs_closed_form.rel_error", rel_error(mle, exact["mle"]))
     _figures(ctx, sds, path, exact, names)
-    payload = {
-        "names": names, "n": n, "sigma": SIGMA, "sd": _round(sds), "mle": _round(mle),
-        "l2": _round(path["l2"]), "l2_sd": _round(exact["sd"]), "l1": _round(path["l1"]),
-        "ridge_alpha": _round(ridge_alpha), "lasso_alpha": _round(lasso_alpha),
-        "focus": names.index(FOCUS), "mle_converged": bool(mle_fit.converged),
-    }
-    data_json = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
-    ctx.demo(DEMO_TEMPLATE.read_text().replace("__DATA__", data_json))
+    ctx.demo(demo_html({
+        "names": names, "n": n, "sigma": SIGMA, "sd": sds, "mle": mle, "l2": path["l2"],
+        "l2_sd": exact["sd"], "l1": path["l1"], "ridge_alpha": ridge_alpha,
+        "lasso_alpha": lasso_alpha, "focus": names.index(FOCUS),
+    }))
+
+
+def demo_html(payload: dict) -> str:
+    """The demo's HTML fragment (``prior_demo.html``) with its data embedded as JSON.
+
+    ``payload``: ``names`` (P,), ``n``, ``sigma``, ``sd`` (T,) the prior sds from weakest to
+    strongest, ``mle`` (P,), ``l2`` and ``l1`` (T, P) the MAPs, ``l2_sd`` (T, P) the exact
+    posterior sds, ``ridge_alpha`` and ``lasso_alpha`` (T,), ``focus`` (an index).
+    """
+    data = {k: (_round(v) if isinstance(v, np.ndarray) else v) for k, v in payload.items()}
+    data_json = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    fragment = DEMO_TEMPLATE.read_text()
+    for key, value in {"__N__": payload["n"], "__P__": len(payload["names"]),
+                       "__SIGMA__": f"{payload['sigma']:g}", "__DATA__": data_json}.items():
+        fragment = fragment.replace(key, str(value))
+    return fragment
 
 
 def _round(a):

@@ -84,7 +84,7 @@ def run(ctx):
     ctx.metric("confident_mistake.probability_ratio", (1 - P_WRONG_HESITANT) / (1 - P_WRONG_CONFIDENT))
     differs = abs(math.log(ratio / LESSON_RATIO)) > math.log(2)
     ctx.check(
-        f"Predicting {P_WRONG_CONFIDENT} for the wrong class costs about {ratio:.1f}x "
+        f"Predicting {P_WRONG_CONFIDENT} for the wrong class costs {ratio:.2f}x "
         f"the log loss of predicting {P_WRONG_HESITANT} for it (corrected; the lesson says "
         "'roughly 100x')",
         evidence=(f"−ln(0.01) = {confident:.4f} nats, −ln(0.4) = {hesitant:.4f} nats, ratio "

@@ -158,6 +158,16 @@ def configure_jax(args) -> tuple[dict, CompileClock]:
                                  settings["xla_flags"])
 
 
+def _cache_line(cache_dir: Path | None) -> str:
+    """Whether this run starts cold: what the compilation cache holds."""
+    if cache_dir is None:
+        return "        no compilation cache (--no-cache): every program is compiled"
+    entries = sum(1 for p in cache_dir.iterdir() if p.is_file())
+    return (f"        compilation cache {cache_dir}: {entries} entries"
+            + (" (empty: a cold run, mostly compiling)" if entries == 0 else "")
+            + "; --quick and full runs compile different programs and share none")
+
+
 def versions() -> dict:
     import importlib.metadata
 
@@ -466,10 +476,7 @@ def main(argv=None) -> int:
               f"{args.precision}, JAX on {jax_info['device']['platform']}, "
               f"{'in this process' if pool is None else f'{jobs} worker processes'}; "
               f"report -> {out}", flush=True)
-        if not args.quick:
-            print("        (a cold full run compiles for a minute or two; --quick compiles "
-                  "programs of other shapes and flags, so the two fill separate cache "
-                  "entries)", flush=True)
+        print(_cache_line(settings_of(args)["cache_dir"]), flush=True)
         progress = Progress(len(experiments))
         with _report.atomic_folder(out) as tmp:
             figures_dir = tmp / "figures"

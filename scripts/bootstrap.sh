@@ -34,7 +34,7 @@ step() {  # step "what" command...: say what is being done, do it, say how long 
     t0=$(date +%s)
     echo "bootstrap: $what ..."
     "$@"
-    echo "bootstrap: $what: done in $(( $(date +%s) - t0 )) s"
+    echo "bootstrap:   done in $(( $(date +%s) - t0 )) s"
 }
 
 if [ ! -x .venv/bin/python ] || ! is_new_enough .venv/bin/python; then

@@ -138,9 +138,9 @@ def _figure(ctx, M, S, surface, sigmas, profile, est, mean, s_n, s_n1):
     axes[1].legend(loc="lower center")
     ctx.figure(fig, "surface",
                "Top: the log-likelihood of a Gaussian sample over (μ, σ), computed by the mlemap "
-               "model (white contours 0.5, 1, 2, 4, 8 and 16 below the maximum); the MLE (red star) is "
-               "the sample mean and the 1/n standard deviation, not the 1/(n−1) one (white "
-               "cross). Bottom: the same along σ at μ = ȳ.",
+               "model (white contours 0.5, 1, 2, 4, 8 and 16 below the maximum); the MLE (red "
+               "star) is the sample mean and the 1/n standard deviation, not the 1/(n−1) one "
+               "(white cross). Bottom: the same along σ at μ = ȳ.",
                alt="A filled contour plot of the log-likelihood over mu and sigma with a colour "
                    "bar, the MLE star at its peak and the unbiased estimate slightly above it; "
                    "below, a curve over sigma peaking at the 1/n spread.")

@@ -102,7 +102,8 @@ def run(ctx):
                   f"and {big['ll'].max():.1f}, equal to k log p + (n−k) log(1−p) to "
                   f"{err_ll:.1e}; at p = {P_TRUE:g} the running product first hits 0.0 at "
                   f"n = {first_zero} (predicted from the log-sum passing "
-                  f"log 4.9e-324 = {math.log(SMALLEST_SUBNORMAL):.1f}: n = {predicted})"),
+                  f"log {SMALLEST_SUBNORMAL:.2g} = {math.log(SMALLEST_SUBNORMAL):.1f}: "
+                  f"n = {predicted})"),
         tolerance=(f"product == 0.0 at every p; log-likelihood finite and within {tol:.0e} of "
                    "the closed form; underflow within 2 flips of the prediction"),
         passed=(bool(np.all(big["product"] == 0.0)) and bool(np.all(np.isfinite(big["ll"])))
@@ -143,8 +144,8 @@ def _figures(ctx, grid, small, big, running, log_running, first_zero):
             label="log10 of the float64 product")
     floor = math.log10(SMALLEST_SUBNORMAL)
     ax.axhline(floor, color="0.5", ls="--", lw=1)
-    ax.text(n_axis[-1], floor + 25, "smallest float64 > 0: 4.9e-324", ha="right", va="bottom",
-            fontsize=10, color="0.3")
+    ax.text(n_axis[-1], floor + 25, f"smallest float64 > 0: {SMALLEST_SUBNORMAL:.2g}", ha="right",
+            va="bottom", fontsize=10, color="0.3")
     ax.plot([first_zero], [floor], "o", color="C3", ms=8)
     ax.annotate(f"n = {first_zero}:\nthe product is 0.0", (first_zero, floor),
                 xytext=(first_zero + 0.12 * n_axis[-1], floor + 120), fontsize=10, color="C3",

@@ -195,6 +195,7 @@ def _laplace_claim(ctx, sds, fit, maps, alphas, X, y, names):
     ctx.metric("l1.num_zeros", zeros)
     ctx.metric("l1.map_vs_lasso.max_rel_error", err)
     first = int(np.argmax(zeros > 0))
+    first_names = ", ".join(names[j] for j in np.flatnonzero(maps[first] == 0))
     tol = ctx.tol(1e-4, 1e-3)
     ctx.check(
         f"Laplace prior: at every strength the MAP is Lasso(alpha = σ²/(n b)) with the same "
@@ -202,7 +203,7 @@ def _laplace_claim(ctx, sds, fit, maps, alphas, X, y, names):
         f"weakest prior, all {len(names)} at the strongest",
         evidence=(f"zero sets identical at {sum(same)} of {len(same)} strengths; exact zeros "
                   f"per strength from {zeros[0]} to {zeros[-1]} (the first at s = "
-                  f"{sds[first]:.3g}: {', '.join(names[j] for j in np.flatnonzero(maps[first] == 0))}"
+                  f"{sds[first]:.3g}: {first_names}"
                   f"); max |MAP − Lasso| / max |Lasso| = {err:.1e}; all converged: "
                   f"{bool(np.all(fit.converged))}"),
         tolerance=(f"identical zero sets everywhere; ≤ {tol:.0e} (FISTA's gradient-map test at "

@@ -22,13 +22,13 @@ EXPLANATION = """
 The lesson closes with numbers to check by hand. A classifier that always answers 0.5 pays
 ln 2 ≈ 0.693 nats per example, whatever the labels; a perfect one pays 0; one that draws its
 answer uniformly at random pays 1 nat on average, more than the coin. Log loss punishes
-confident mistakes: predicting 0.99 for the wrong class costs −ln 0.01 = 4.6 nats, and
-unlike squared error on the probability, its gradient does not vanish there, so a model that
-is confidently wrong keeps learning.
+confident mistakes: predicting 0.99 for the wrong class costs −ln 0.01 nats, and unlike
+squared error on the probability, its gradient does not vanish there, so a model that is
+confidently wrong keeps learning.
 
-One of the lesson's numbers is wrong: a confident mistake (0.99 on the wrong class) costs
-about five times a hesitant one (0.6 on the wrong class), not "roughly 100x". The
-computation below gives the ratio and where the 100x may have come from.
+One of the lesson's numbers is wrong: a confident mistake (0.99 on the wrong class) costs a
+few times a hesitant one (0.6 on the wrong class), not "roughly 100x". The claims below
+measure the ratio and say where the 100x may have come from.
 """
 
 LESSON_RATIO = 100.0  # "roughly 100x"
@@ -154,7 +154,8 @@ def _ends_of_the_scale(ctx, bernoulli, tight):
     from lesson._common import breast_cancer
 
     y = breast_cancer()[1]
-    exact = float(-np.sum(scipy_bernoulli.logpmf(y, y)))  # probability 1 on every true label
+    # Probability 1 on every true label; + 0.0 turns the sum's -0.0 into 0.0.
+    exact = float(-np.sum(scipy_bernoulli.logpmf(y, y))) + 0.0
     logits = np.array([10.0, 20.0, 40.0])
     ours = [float(jnp.mean(bernoulli.loss(jnp.asarray(z * (2 * y - 1)), jnp.asarray(y))))
             for z in logits]

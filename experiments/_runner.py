@@ -117,9 +117,11 @@ def execute(experiment, settings: dict, figures_dir: Path, clock: CompileClock,
                   precision=settings["precision"], figures_dir=figures_dir, progress=progress)
     compile_before, hits, misses = clock.seconds, clock.cache_hits, clock.cache_misses
     start, cpu_start = time.perf_counter(), time.process_time()
-    error = None
+    error, explanation = None, ""
     try:
-        experiment.load()(ctx)
+        run = experiment.load()
+        explanation = getattr(sys.modules.get(run.__module__), "EXPLANATION", "")
+        run(ctx)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # reported in the claims table; the other experiments still run
@@ -129,7 +131,7 @@ def execute(experiment, settings: dict, figures_dir: Path, clock: CompileClock,
     result = _report.ExperimentResult(
         experiment.name, experiment.title, ctx.claims, ctx.metrics, ctx.figures, ctx.demos,
         ctx.notes, seconds, clock.seconds - compile_before, error,
-        cpu_seconds=time.process_time() - cpu_start)
+        cpu_seconds=time.process_time() - cpu_start, explanation=explanation)
     return result, {"hits": clock.cache_hits - hits, "misses": clock.cache_misses - misses}
 
 
@@ -143,9 +145,11 @@ def worker_main(conn, settings: dict) -> None:
     """A worker process of ``--jobs N``: set JAX up, say so, then run the experiments it is
     sent, one at a time, until it is sent None.
 
-    Messages to the parent: ``("ready", jax_info)`` or ``("setup-error", message)``, then
-    ``("done", name, result, progress_lines, cache_counts)`` per experiment. Ctrl-C is the
-    parent's to handle: it ends the workers.
+    Messages to the parent: ``("ready", jax_info)`` or ``("setup-error", message)``, then per
+    experiment ``("started", name)``, ``("progress", name, line)`` as the experiment reports
+    (sent at once, so that the parent prints it while the experiment runs) and
+    ``("done", name, result, [], cache_counts)``. Ctrl-C is the parent's to handle: it ends
+    the workers.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Several processes share an accelerator: none may take 75% of its memory up front.
@@ -165,8 +169,13 @@ def worker_main(conn, settings: dict) -> None:
         if task is None:
             return
         experiment, figures_dir = task
-        lines = []
-        result, cache = execute(experiment, settings, figures_dir, clock, lines.append)
+        lines = []  # progress lines are sent as they come; none are held back
+        conn.send(("started", experiment.name))
+
+        def progress(line, name=experiment.name):
+            conn.send(("progress", name, str(line)))
+
+        result, cache = execute(experiment, settings, figures_dir, clock, progress)
         sys.stdout.flush()
         sys.stderr.flush()
         try:

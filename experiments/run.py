@@ -15,8 +15,11 @@ The experiments run in --jobs worker processes (default: 2, or 1 on a one-core m
 longest first: a cold run is mostly XLA compiling, which is single-threaded, so two processes
 compiling at once nearly halve it. Each worker sets JAX up as this process would (platform,
 precision, compiler flags, compilation cache); an experiment that raises, or whose worker
-dies, is an error row and the others still run. The progress lines come as each experiment
-finishes. --quick also compiles without LLVM optimization (about a third less compiling).
+dies, is an error row and the others still run. A line says when each experiment starts,
+its own progress lines follow as it reports them, a line says when it ends, and while it is
+quiet a heartbeat line gives the time elapsed and what is running. --quick also compiles
+without LLVM optimization (about a third less compiling); as its programs have other shapes
+and flags than a full run's, the two fill separate entries of the compilation cache.
 
 Exit status: 0 when every claim passes; 1 when a claim fails or an experiment raises;
 2 for a usage error (nothing is run and nothing is written).
@@ -33,6 +36,7 @@ import platform as platform_module
 import shlex
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +49,7 @@ import _runner  # noqa: E402
 import lesson  # noqa: E402
 from _runner import CompileClock  # noqa: E402, F401  (part of this module's interface)
 
+HEARTBEAT_SECONDS = 10.0  # a progress line at least this often while experiments run
 VERSIONED = ("mlemap", "jax", "jaxlib", "numpyro", "optax", "arviz", "arviz-base",
              "arviz-stats", "scikit-learn", "statsmodels", "scipy", "numpy", "matplotlib")
 
@@ -153,6 +158,16 @@ def configure_jax(args) -> tuple[dict, CompileClock]:
                                  settings["xla_flags"])
 
 
+def _cache_line(cache_dir: Path | None) -> str:
+    """Whether this run starts cold: what the compilation cache holds."""
+    if cache_dir is None:
+        return "        no compilation cache (--no-cache): every program is compiled"
+    entries = sum(1 for p in cache_dir.iterdir() if p.is_file())
+    return (f"        compilation cache {cache_dir}: {entries} entries"
+            + (" (empty: a cold run, mostly compiling)" if entries == 0 else "")
+            + "; --quick and full runs compile different programs and share none")
+
+
 def versions() -> dict:
     import importlib.metadata
 
@@ -168,41 +183,91 @@ def versions() -> dict:
 # -- progress lines -------------------------------------------------------------------------
 
 
-def _header(experiment, index, total):
-    print(f"[{index}/{total}] {experiment.name}: {experiment.title}", flush=True)
+class Progress:
+    """What a person watching the run reads: a line when an experiment starts, its own
+    progress lines as it reports them, a line when it ends, and while lines are scarce a
+    heartbeat every ``heartbeat`` seconds with the time elapsed and what is running.
 
+    Thread-safe: with ``--jobs 1`` a timer thread calls :meth:`tick` while the experiment
+    runs in the main thread.
+    """
 
-def _progress(message):
-    print(f"        {message}", flush=True)
+    def __init__(self, total: int, heartbeat: float | None = None):
+        self.total = total
+        self.heartbeat = HEARTBEAT_SECONDS if heartbeat is None else heartbeat
+        self.t0 = self.last = time.perf_counter()
+        self.running: dict[str, float] = {}
+        self.done = 0
+        self._lock = threading.Lock()
 
+    def _print(self, text, file=None):
+        with self._lock:
+            print(text, file=file or sys.stdout, flush=True)
+            self.last = time.perf_counter()
 
-def _footer(result):
-    counts = _report.summary(result.claims)
-    status = (f"{counts['pass']}/{counts['claims']} claims pass" if result.error is None
-              else f"ERROR {result.claims[-1].error}")
-    print(f"        {result.seconds:.1f} s ({result.compile_seconds:.1f} s compiling): {status}",
-          flush=True)
-    if result.error is not None:
-        print(result.error, file=sys.stderr, flush=True)
-    for claim in result.claims:
-        if claim.status == "fail":
-            print(f"        FAIL: {claim.claim} ({claim.evidence}; needs {claim.tolerance})",
-                  flush=True)
+    def start(self, experiment):
+        self.running[experiment.name] = time.perf_counter()
+        self._print(f"  start {experiment.name}: {experiment.title}")
+
+    def line(self, name, message):
+        self._print(f"        {name}: {message}")
+
+    def finish(self, result):
+        self.running.pop(result.name, None)
+        self.done += 1
+        counts = _report.summary(result.claims)
+        status = (f"{counts['pass']}/{counts['claims']} claims pass" if result.error is None
+                  else f"ERROR {result.claims[-1].error}")
+        lines = [f"[{self.done}/{self.total}] {result.name}: {result.title}",
+                 f"        {result.seconds:.1f} s ({result.compile_seconds:.1f} s compiling): "
+                 f"{status}"]
+        lines += [f"        FAIL: {c.claim} ({c.evidence}; needs {c.tolerance})"
+                  for c in result.claims if c.status == "fail"]
+        self._print("\n".join(lines))
+        if result.error is not None:
+            self._print(result.error.rstrip(), file=sys.stderr)
+
+    def tick(self):
+        """Print the heartbeat if nothing was printed for ``heartbeat`` seconds."""
+        now = time.perf_counter()
+        if now - self.last < self.heartbeat:
+            return
+        running = ", ".join(f"{name} ({now - t:.0f} s)" for name, t in self.running.items())
+        self._print(f"  ... {now - self.t0:.0f} s elapsed, {self.done} of {self.total} done"
+                    + (f"; running: {running}" if running else ""))
 
 
 # -- in this process (--jobs 1, or a single experiment) -------------------------------------
 
 
-def run_experiment(experiment, index, total, args, figures_dir, clock):
-    """Run one experiment in this process; an exception becomes an error row, never a crash."""
-    _header(experiment, index, total)
-    result, _ = _runner.execute(experiment, vars(args), figures_dir, clock, _progress)
-    _footer(result)
+def run_experiment(experiment, index, total, args, figures_dir, clock, progress=None):
+    """Run one experiment in this process; an exception becomes an error row, never a crash.
+
+    A timer thread prints the heartbeat while it runs.
+    """
+    progress = progress or Progress(total)
+    progress.done = index - 1
+    progress.start(experiment)
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(1.0):
+            progress.tick()
+
+    timer = threading.Thread(target=beat, name="mlemap-heartbeat", daemon=True)
+    timer.start()
+    try:
+        result, _ = _runner.execute(experiment, vars(args), figures_dir, clock,
+                                    lambda line: progress.line(experiment.name, line))
+    finally:
+        stop.set()
+        timer.join()
+    progress.finish(result)
     return result
 
 
-def run_here(experiments, args, figures_dir, clock) -> list[_report.ExperimentResult]:
-    return [run_experiment(e, i, len(experiments), args, figures_dir, clock)
+def run_here(experiments, args, figures_dir, clock, progress) -> list[_report.ExperimentResult]:
+    return [run_experiment(e, i, len(experiments), args, figures_dir, clock, progress)
             for i, e in enumerate(experiments, 1)]
 
 
@@ -243,11 +308,12 @@ class WorkerPool:
         self._spawned += 1
         return _Worker(self._mp, self._settings, self._spawned)
 
-    def _events(self):
-        """Wait until a worker says something or dies; yield (worker, kind, payload)."""
+    def _events(self, timeout=None):
+        """Wait until a worker says something or dies, or ``timeout`` seconds pass; yield
+        (worker, kind, payload)."""
         live = [w for w in self.workers if not w.gone]
         waitables = [w.conn for w in live] + [w.process.sentinel for w in live]
-        ready = multiprocessing.connection.wait(waitables)
+        ready = multiprocessing.connection.wait(waitables, timeout)
         for w in live:
             if w.conn not in ready and w.process.sentinel not in ready:
                 continue
@@ -282,8 +348,11 @@ class WorkerPool:
                 elif kind == "died" and not errors:
                     errors.append(f"a worker process died while starting JAX ({payload[0]})")
 
-    def run(self, experiments, figures_dir: Path):
-        """Yield (result, progress lines, cache counts) as each experiment finishes."""
+    def run(self, experiments, figures_dir: Path, progress: Progress | None = None):
+        """Yield (result, cache counts) as each experiment finishes; tell ``progress`` when
+        one starts, what it reports, and every second while none says anything."""
+        progress = progress or Progress(len(experiments), heartbeat=float("inf"))
+        by_name = {e.name: e for e in experiments}
         queue = sorted(experiments, key=lambda e: -e.cost)
         pending = len(experiments)
         replacements = len(experiments)
@@ -305,25 +374,32 @@ class WorkerPool:
                 if replacements <= 0:  # every worker dies at start: the rest are errors
                     for e in queue:
                         pending -= 1
-                        yield self._lost(e, "no worker process could be started"), [], {}
+                        yield self._lost(e, "no worker process could be started"), {}
                     queue.clear()
                     return
                 replacements -= 1
                 self.workers.append(self._spawn())
-            for w, kind, payload in self._events():
+            progress.tick()
+            for w, kind, payload in self._events(timeout=1.0):
                 if kind == "ready":
                     w.ready = True
                     dispatch(w)
+                elif kind == "started":
+                    progress.start(by_name[payload[0]])
+                elif kind == "progress":
+                    progress.line(*payload)
                 elif kind == "done":
                     _, result, lines, cache = payload
+                    for line in lines:
+                        progress.line(result.name, line)
                     pending -= 1
-                    yield result, lines, cache
+                    yield result, cache
                     dispatch(w)
                 elif kind == "died":
                     if w.task is not None:
                         pending -= 1
                         yield self._lost(w.task, f"the worker process running it died "
-                                                 f"({payload[0]})"), [], {}
+                                                 f"({payload[0]})"), {}
                         w.task = None
                     if queue and replacements > 0 and not any(
                             not x.gone and x.task is None for x in self.workers):
@@ -353,14 +429,11 @@ class WorkerPool:
             w.conn.close()
 
 
-def run_in_workers(pool, experiments, figures_dir):
+def run_in_workers(pool, experiments, figures_dir, progress):
     results = {}
     cache = {"hits": 0, "misses": 0}
-    for index, (result, lines, counts) in enumerate(pool.run(experiments, figures_dir), 1):
-        _header(result, index, len(experiments))
-        for line in lines:
-            _progress(line)
-        _footer(result)
+    for result, counts in pool.run(experiments, figures_dir, progress):
+        progress.finish(result)
         results[result.name] = result
         for key in cache:
             cache[key] += counts.get(key, 0)
@@ -391,6 +464,8 @@ def main(argv=None) -> int:
             if jobs == 1:
                 jax_info, clock = configure_jax(args)
             else:
+                print(f"mlemap experiments: starting {jobs} worker processes (each imports "
+                      "JAX)", flush=True)
                 pool = WorkerPool(jobs, settings_of(args))
                 jax_info = pool.wait_ready()
         except (RuntimeError, ValueError, SetupError) as exc:
@@ -401,14 +476,16 @@ def main(argv=None) -> int:
               f"{args.precision}, JAX on {jax_info['device']['platform']}, "
               f"{'in this process' if pool is None else f'{jobs} worker processes'}; "
               f"report -> {out}", flush=True)
+        print(_cache_line(settings_of(args)["cache_dir"]), flush=True)
+        progress = Progress(len(experiments))
         with _report.atomic_folder(out) as tmp:
             figures_dir = tmp / "figures"
             figures_dir.mkdir()
             if pool is None:
-                results = run_here(experiments, args, figures_dir, clock)
+                results = run_here(experiments, args, figures_dir, clock, progress)
                 cache = {"hits": clock.cache_hits, "misses": clock.cache_misses}
             else:
-                results, cache = run_in_workers(pool, experiments, figures_dir)
+                results, cache = run_in_workers(pool, experiments, figures_dir, progress)
             total = time.perf_counter() - t0
             manifest = _manifest(argv, args, experiments, jobs, started, jax_info, cache,
                                  setup_seconds, total, results)
@@ -430,6 +507,9 @@ def _manifest(argv, args, experiments, jobs, started, jax_info, cache, setup_sec
         "started": started.isoformat(timespec="seconds"),
         "command": shlex.join(["python", "experiments/run.py",
                                *(sys.argv[1:] if argv is None else argv)]),
+        # What works after README's set-up (bash scripts/bootstrap.sh), from the repository.
+        "reproduce": shlex.join([".venv/bin/python", "experiments/run.py",
+                                 *(sys.argv[1:] if argv is None else argv)]),
         "settings": {"quick": args.quick, "seed": args.seed, "precision": args.precision,
                      "platform": args.platform, "only": [e.name for e in experiments],
                      "jobs": jobs},

@@ -27,12 +27,23 @@ find_python() {
     return 1
 }
 
+started=$(date +%s)
+step() {  # step "what" command...: say what is being done, do it, say how long it took
+    local what=$1 t0
+    shift
+    t0=$(date +%s)
+    echo "bootstrap: $what ..."
+    "$@"
+    echo "bootstrap:   done in $(( $(date +%s) - t0 )) s"
+}
+
 if [ ! -x .venv/bin/python ] || ! is_new_enough .venv/bin/python; then
     python=$(find_python)
-    echo "bootstrap: creating .venv with $python ($("$python" --version))"
     rm -rf .venv
-    "$python" -m venv .venv
+    step "creating .venv with $python ($("$python" --version))" "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
-echo "bootstrap: .venv ready ($(.venv/bin/python --version))"
+step "upgrading pip" .venv/bin/python -m pip install --quiet --upgrade pip
+step "installing mlemap (editable) with its dependencies and test extras (jax, numpyro, \
+optax, arviz, scikit-learn, statsmodels, matplotlib, pytest, playwright; the first time this \
+downloads a few hundred MB)" .venv/bin/python -m pip install --quiet -e ".[test]"
+echo "bootstrap: .venv ready ($(.venv/bin/python --version)) in $(( $(date +%s) - started )) s"

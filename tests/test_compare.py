@@ -9,6 +9,7 @@ Laplace approximation is exact and every expected number has a closed form.
 import numpy as np
 import optax
 import numpyro.distributions as dist
+import pandas as pd
 import pytest
 import scipy.stats
 import xarray as xr
@@ -187,6 +188,69 @@ def test_plain_dict_is_a_point(conjugate):
                                                 "beta": exact["mean"][1:]}})
     np.testing.assert_allclose(table["closed form"].to_numpy(), exact["mean"])
     assert table.attrs["mode_checks"] == {}
+
+
+# -- printing ---------------------------------------------------------------------------------
+
+
+def _five_estimates(conjugate):
+    """MLE, MAP, Laplace and two plain points with long labels: five estimate columns."""
+    _, _, posterior, estimates, exact = conjugate
+    points = {"closed form": {"intercept": exact["mean"][0], "beta": exact["mean"][1:]},
+              "least squares": {"intercept": exact["ols"][0], "beta": exact["ols"][1:]}}
+    return posterior, {**estimates, **points}
+
+
+def test_print_shows_the_estimates_first_and_whole(conjugate, table):
+    text = str(table)
+    assert repr(table) == text
+    header = text.splitlines()[0].split()
+    assert header == ["mean", "sd", "eti89_lb", "eti89_ub", "MLE", "MAP", "Laplace"]
+    for label in table.index:
+        row = next(line for line in text.splitlines() if line.startswith(label))
+        # Each printed number is the table's, to four significant digits.
+        shown = [float(v) for v in row.split()[1:]]
+        expected = table.loc[label, header].to_numpy(dtype=float)
+        np.testing.assert_allclose(shown, expected, rtol=5e-4)
+    assert "table.diagnostics()" in text and "pd.DataFrame(table)" in text
+    assert "[2 rows x" not in text and "..." not in text.splitlines()[0]
+
+
+def test_print_fits_80_columns_with_five_estimates(conjugate):
+    posterior, five = _five_estimates(conjugate)
+    table = compare(posterior, five)
+    text = table.to_text(width=80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for column in ["mean", "sd", "eti89_lb", "eti89_ub", *five]:
+        for word in column.split():
+            assert word in text, column  # wrapped into blocks, never hidden
+    # Each estimate's value is there, to four significant digits.
+    for label, point in (("closed form", conjugate[4]["mean"]),
+                         ("least squares", conjugate[4]["ols"])):
+        for value in point:
+            assert f"{value:.4g}" in text, (label, value)
+
+
+def test_full_table_stays_available(conjugate, table):
+    full = pd.DataFrame(table)
+    assert type(full) is pd.DataFrame
+    assert list(full.columns) == list(table.columns)
+    assert set(table.estimates().columns) | set(table.diagnostics().columns) == set(full.columns)
+    assert "MAP_z" in table.diagnostics() and "psense_diagnosis" in table.diagnostics()
+    # A selection is a plain DataFrame, printed by pandas.
+    assert type(table[["mean", "MAP_z"]]) is pd.DataFrame
+    assert table.attrs["estimates"] == ["MLE", "MAP", "Laplace"]
+
+
+def test_print_names_what_psense_flags(conjugate, table):
+    text = str(table)
+    flagged = table.index[table["psense_diagnosis"].str.startswith("potential")]
+    for name in flagged:
+        diagnosis = table.loc[name, "psense_diagnosis"]
+        line = next(line for line in text.splitlines() if line.startswith(f"psense: {diagnosis}"))
+        assert name in line
+    if not len(flagged):
+        assert "psense:" not in text
 
 
 # -- bad input -------------------------------------------------------------------------------

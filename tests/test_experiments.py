@@ -4,11 +4,13 @@ folder's atomic replacement."""
 import importlib.util
 import json
 import os
-import subprocess
+import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from conftest import run_experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "experiments" / "run.py"
@@ -29,33 +31,10 @@ lesson = sys.modules["lesson"]
 
 
 def _run(*args, timeout=60):
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONWARNINGS="default")
-    return subprocess.run([sys.executable, str(RUN), *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_experiments(*args, timeout=timeout)
 
 
-def _ready_experiments():
-    """The experiments whose module is written; those still waiting on a library issue
-    declare ``PENDING`` and are left out of the end-to-end run until they land."""
-    ready = []
-    for experiment in lesson.EXPERIMENTS:
-        module = importlib.import_module(f"lesson.{experiment.module}")
-        if not hasattr(module, "PENDING"):
-            ready.append(experiment.name)
-    return ready
-
-
-# -- end to end -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def quick_report(tmp_path_factory):
-    base = tmp_path_factory.mktemp("quick")
-    out = base / "report"
-    only = _ready_experiments()
-    result = _run("--quick", "--only", ",".join(only), "--out", out,
-                  "--cache-dir", base / "jax_cache", timeout=900)
-    return result, out, only
+# -- end to end (the quick_report fixture, in conftest.py, runs --quick once per session) -----
 
 
 @pytest.mark.slow
@@ -64,9 +43,11 @@ def test_quick_run_passes_and_writes_every_file(quick_report):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     for name in ("report.md", "report.html", "metrics.json", "manifest.json", "figures"):
         assert (out / name).exists(), name
-    # One progress line per experiment.
+    # A line when each experiment starts, and one when it ends, in that order.
     for name in only:
+        assert f"  start {name}:" in result.stdout
         assert f"] {name}:" in result.stdout
+        assert result.stdout.index(f"  start {name}:") < result.stdout.index(f"] {name}:")
     # No temporary folder is left next to the report.
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".report.")] == []
 
@@ -99,7 +80,7 @@ def test_quick_report_contents(quick_report):
 
     markdown = (out / "report.md").read_text()
     assert "| claim | evidence (this run) | tolerance | result |" in markdown
-    assert markdown.count("✅ pass") == metrics["_summary"]["claims"]
+    assert markdown.count(" | pass |") == metrics["_summary"]["claims"]
     for figure in figures:
         assert f"(figures/{figure.name})" in markdown
 
@@ -108,7 +89,39 @@ def test_quick_report_contents(quick_report):
     assert "http://" not in html and "https://" not in html
     assert "<img src='figures/" not in html  # embedded, not linked
     if "prior_sweep" in only:
-        assert "prior-sweep-demo" in html and "<script>" in html
+        assert "id='prior_sweep'" in html and 'id="prior-demo"' in html
+        assert '<script type="application/json" id="pd-data">' in html
+    for text in (markdown, html):  # status in words, never an emoji box
+        assert not any(mark in text for mark in ("✅", "❌", "⚠"))
+
+
+@pytest.mark.slow
+def test_quick_report_reads_as_the_lesson(quick_report):
+    """The summary line first, computed; then the sections in the lesson's order, each with
+    its claims as evidence; the full table at the end; a reproduce line that works."""
+    result, out, only = quick_report
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    s = metrics["_summary"]
+    line = manifest["summary_line"]
+    assert line.startswith(f"{s['pass']} of {s['claims']} claims pass")
+    if "quick_checks" in only:  # the lesson's 100x, corrected by the number this run measured
+        ratio = metrics["quick_checks"]["confident_mistake.ratio"]
+        assert f"one claim of the lesson corrected: 100x is {ratio:.2f}x" in line
+    markdown = (out / "report.md").read_text()
+    assert markdown.splitlines()[2] == f"**{line}.**"
+    titles = [lesson.BY_NAME[name].title for name in only]
+    positions = [markdown.index(f"## {i}. {title}") for i, title in enumerate(titles, 1)]
+    assert positions == sorted(positions)
+    assert markdown.index("## All claims") > positions[-1]
+    assert "**Evidence**" in markdown and "Measured:" in markdown
+    assert ".venv/bin/python experiments/run.py --quick" in markdown
+    html = (out / "report.html").read_text()
+    assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in html
+    assert "<nav class='toc'" in html and html.count("<details class='evidence'") == len(only)
+    assert html.index("class='summary") < html.index("<nav class='toc'") < html.index(
+        "id='all-claims'")
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -137,6 +150,14 @@ def test_unknown_experiment_is_a_usage_error(tmp_path):
     assert "gaussian_mle" in result.stderr  # lists the valid names
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux's /proc")
+def test_out_where_no_folder_can_be_made_is_a_usage_error():
+    result = _run("--only", "quick_checks", "--out", "/proc/report")
+    assert result.returncode == 2, result.stderr
+    assert "usage:" in result.stderr and "no folder can be created in /proc" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_out_under_a_file_is_a_usage_error(tmp_path):
@@ -223,6 +244,23 @@ def test_a_raising_experiment_becomes_an_error_row(tmp_path, capsys):
     assert "ERROR ValueError: the data were wrong" in capsys.readouterr().out
 
 
+def test_heartbeat_says_what_runs_and_for_how_long(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 0.3)
+
+    def sleeper(ctx):
+        time.sleep(2.0)
+        ctx.check("a claim that holds", evidence="1 = 1", tolerance="exact", passed=True)
+
+    experiment = lesson.Experiment("sleeper", "An experiment that takes its time", "unused")
+    object.__setattr__(experiment, "load", lambda: sleeper)
+    args = runner.build_parser().parse_args(["--quick"])
+    runner.run_experiment(experiment, 1, 1, args, tmp_path, runner.CompileClock())
+    out = capsys.readouterr().out
+    beat = re.search(r"\.\.\. (\d+) s elapsed, 0 of 1 done; running: sleeper \((\d+) s\)", out)
+    assert beat, out
+    assert out.index("  start sleeper: An experiment") < beat.start() < out.index("[1/1] sleeper")
+
+
 FAKES = {
     "passes": """
 def run(ctx):
@@ -244,7 +282,7 @@ def run(ctx):
 }
 
 
-def test_workers_isolate_a_raising_and_a_dying_experiment(tmp_path, monkeypatch):
+def test_workers_isolate_a_raising_and_a_dying_experiment(tmp_path, monkeypatch, capsys):
     """With --jobs 2, an experiment that raises and one whose worker process dies are error
     rows; the others still run (on a replacement worker), and the report is written."""
     package = tmp_path / "fake_experiments"
@@ -265,6 +303,9 @@ def test_workers_isolate_a_raising_and_a_dying_experiment(tmp_path, monkeypatch)
     code = runner.main(["--only", "dies,raises,first,second", "--jobs", "2", "--no-cache",
                         "--out", str(out)])
     assert code == 1
+    printed = capsys.readouterr().out
+    for name in ("raises", "first", "second"):  # said when it starts, and when it ends
+        assert printed.index(f"  start {name}:") < printed.index(f"] {name}:")
     manifest = json.loads((out / "manifest.json").read_text())
     assert {k: v["status"] for k, v in manifest["experiments"].items()} == {
         "dies": "error", "raises": "error", "first": "pass", "second": "pass"}
@@ -273,4 +314,4 @@ def test_workers_isolate_a_raising_and_a_dying_experiment(tmp_path, monkeypatch)
     markdown = (out / "report.md").read_text()
     assert "the worker process running it died (exit code 3)" in markdown
     assert "ValueError: the data were wrong" in markdown
-    assert markdown.count("✅ pass") == 3
+    assert markdown.count(" | pass |") == 3

@@ -15,8 +15,8 @@ class Experiment:
     name: str
     title: str
     module: str  # inside this package; a dotted name is absolute (the runner's tests use it)
-    # CPU seconds of a cold ``--quick`` run (measured on 2 cores); only orders the work of
-    # ``run.py --jobs N``, longest first, so a rough value is enough.
+    # Seconds of a cold ``--quick`` run (measured on 2 shared cores); only orders the work
+    # of ``run.py --jobs N``, longest first, so a rough value is enough.
     cost: float = 10.0
 
     def load(self):
@@ -25,19 +25,23 @@ class Experiment:
 
 
 EXPERIMENTS = (
+    Experiment("log_likelihood", "Why the log-likelihood: products of probabilities underflow",
+               "log_likelihood", 6.5),
     Experiment("gaussian_mle", "Gaussian MLE: the sample mean and the 1/n spread", "gaussian_mle",
-               3),
-    Experiment("squared_error", "Squared error is Gaussian likelihood", "squared_error", 3.5),
+               6),
+    Experiment("squared_error", "Squared error is Gaussian likelihood, absolute error Laplace",
+               "squared_error", 6),
     Experiment("cross_entropy", "Cross-entropy is Bernoulli and categorical likelihood",
-               "cross_entropy", 9),
+               "cross_entropy", 16),
     Experiment("regularization", "MAP is regularization: ridge, lasso, LogisticRegression(C)",
-               "regularization", 14),
-    Experiment("prior_sweep", "The prior pulls the estimate", "prior_sweep", 4.3),
-    Experiment("map_vs_posterior", "MAP against the posterior", "map_vs_posterior", 37),
+               "regularization", 18),
+    Experiment("prior_sweep", "The prior pulls the estimate: toggle the prior", "prior_sweep",
+               14),
+    Experiment("map_vs_posterior", "MAP against the posterior", "map_vs_posterior", 41),
     Experiment("choosing_the_loss", "Choosing the loss by the likelihood", "choosing_the_loss",
-               16),
+               13),
     Experiment("quick_checks", "The lesson's quick-check numbers, recomputed", "quick_checks",
-               3.6),
+               7.5),
 )
 
 BY_NAME = {e.name: e for e in EXPERIMENTS}

@@ -24,7 +24,8 @@ class Claim:
     """One row of the claims table.
 
     ``passed`` is ``None`` for an experiment that raised (``error`` then holds the message).
-    ``correction`` holds the corrected wording when the lesson's own statement is wrong.
+    ``correction`` holds the corrected wording when the lesson's own statement is wrong, and
+    ``corrected`` the same in a few words for the report's summary line ("100x is 5.03x").
     """
 
     experiment: str
@@ -34,6 +35,7 @@ class Claim:
     passed: bool | None
     error: str | None = None
     correction: str | None = None
+    corrected: str | None = None
 
     @property
     def status(self) -> str:
@@ -46,6 +48,48 @@ class Claim:
 class Figure:
     path: Path  # absolute, inside the report being built
     caption: str
+    alt: str = ""  # what the figure shows, for a reader who cannot see it
+
+
+# -- figures -----------------------------------------------------------------------------------
+
+#: Figures are drawn narrow, with panels stacked, so that a phone (390 px wide) shows them at
+#: about three quarters of their size: 5.2 in at 96 CSS px per inch is 500 px, and 12 pt
+#: labels stay about 12 px high on the phone. The page sets two side by side on a wide screen.
+FIG_WIDTH = 5.2
+SAVE_DPI = 150
+CSS_PX_PER_INCH = 96
+STYLE = {
+    "font.size": 12, "axes.titlesize": 12.5, "axes.labelsize": 12, "xtick.labelsize": 11,
+    "ytick.labelsize": 11, "legend.fontsize": 10, "legend.title_fontsize": 10,
+    "axes.titlelocation": "left", "axes.titleweight": "bold", "axes.spines.top": False,
+    "axes.spines.right": False, "figure.constrained_layout.use": True, "figure.dpi": 100,
+    "savefig.dpi": SAVE_DPI, "lines.linewidth": 1.8, "axes.grid": True, "grid.alpha": 0.25,
+}
+
+
+def use_style() -> None:
+    """The report's figure style (matplotlib's rcParams), for this process."""
+    import matplotlib
+
+    matplotlib.rcParams.update(STYLE)
+
+
+def panels(nrows=1, *, height=3.2, width=FIG_WIDTH, **kwargs):
+    """A figure of ``nrows`` stacked panels, ``height`` inches each: (figure, axes)."""
+    import matplotlib.pyplot as plt
+
+    use_style()
+    fig, axes = plt.subplots(nrows, 1, figsize=(width, height * nrows), squeeze=False,
+                             **kwargs)
+    return fig, list(axes[:, 0])
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) in pixels, read from a PNG's header."""
+    with open(path, "rb") as f:
+        header = f.read(24)
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
 
 
 class Context:
@@ -74,6 +118,7 @@ class Context:
         self.figures_dir = Path(figures_dir)
         self.progress = progress
         self.rng = np.random.default_rng([self.seed, zlib.crc32(name.encode())])
+        use_style()
         self.claims: list[Claim] = []
         self.metrics: dict[str, Any] = {}
         self.figures: list[Figure] = []
@@ -96,10 +141,14 @@ class Context:
         self.metrics[key] = _plain(value)
         return value
 
-    def check(self, claim, *, evidence, tolerance, passed, correction=None) -> bool:
+    def check(self, claim, *, evidence, tolerance, passed, correction=None,
+              corrected=None) -> bool:
+        """Record a claim; ``correction`` (and its short form ``corrected``) when the lesson's
+        own statement is wrong."""
         passed = bool(passed)
         self.claims.append(
-            Claim(self.name, claim, evidence, tolerance, passed, correction=correction)
+            Claim(self.name, claim, evidence, tolerance, passed, correction=correction,
+                  corrected=corrected if correction else None)
         )
         return passed
 
@@ -116,15 +165,19 @@ class Context:
             passed=err <= tol,
         )
 
-    def figure(self, fig, name: str, caption: str) -> Path:
-        """Save a matplotlib figure as ``figures/<experiment>_<name>.png`` and close it."""
+    def figure(self, fig, name: str, caption: str, alt: str | None = None) -> Path:
+        """Save a matplotlib figure as ``figures/<experiment>_<name>.png`` and close it.
+
+        ``caption`` is printed under it; ``alt`` (default: the caption) describes it for a
+        reader who cannot see it.
+        """
         import matplotlib.pyplot as plt
 
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         path = self.figures_dir / f"{self.name}_{name}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        fig.savefig(path, dpi=SAVE_DPI, bbox_inches="tight", pad_inches=0.06)
         plt.close(fig)
-        self.figures.append(Figure(path, caption))
+        self.figures.append(Figure(path, caption, alt or caption))
         return path
 
     def demo(self, html_fragment: str) -> None:

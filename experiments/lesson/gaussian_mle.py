@@ -1,4 +1,4 @@
-"""Experiment 1: the Gaussian MLE is the sample mean and the 1/n spread.
+"""Experiment 2: the Gaussian MLE is the sample mean and the 1/n spread.
 
 For :math:`y_i \\sim N(\\mu, \\sigma)` the log-likelihood
 :math:`-\\tfrac n2 \\log 2\\pi\\sigma^2 - \\sum (y_i-\\mu)^2 / 2\\sigma^2` is maximized at
@@ -17,6 +17,17 @@ import numpy as np
 TRUE_MU, TRUE_SIGMA = 3.0, 2.0
 N = 20  # small on purpose: sqrt((n-1)/n) = 0.975, a 2.5% gap between the two spreads
 
+EXPLANATION = f"""
+The maximum-likelihood estimate is the parameter value under which the observed data are
+most probable. For a Gaussian sample it has a closed form: the mean is the sample mean, and
+the spread is the root mean squared deviation from it, dividing by n, not by n − 1 (the
+unbiased variance's denominator). With n = {N} draws the two spreads differ visibly.
+
+Below, the log-likelihood of a simulated sample (the truth is known: μ = {TRUE_MU:g},
+σ = {TRUE_SIGMA:g}) is computed by the mlemap model over a grid of (μ, σ); `mm.fit` finds
+its maximum, which the claims compare with numpy and `scipy.stats.norm.fit`.
+"""
+
 
 def gaussian_model():
     import numpyro.distributions as dist
@@ -33,7 +44,6 @@ def gaussian_model():
 def run(ctx):
     import jax
     import jax.numpy as jnp
-    import matplotlib.pyplot as plt
     import scipy.stats
 
     import mlemap as mm
@@ -92,24 +102,45 @@ def run(ctx):
     surface = jax.jit(jax.vmap(log_lik, in_axes=(0, 0, None)))(
         jnp.asarray(M.ravel()), jnp.asarray(S.ravel()), data)
     surface = np.asarray(surface).reshape(M.shape)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    levels = np.asarray(est.log_density) - np.array([12, 8, 5, 3, 2, 1, 0.5, 0.1])[::1]
-    axes[0].contourf(M, S, surface, levels=40, cmap="viridis")
-    axes[0].contour(M, S, surface, levels=np.sort(levels), colors="white", linewidths=0.6)
-    axes[0].plot(mu_hat, sigma_hat, "r*", ms=14, label=f"MLE (ȳ, σ̂ 1/n) = ({mu_hat:.3f}, "
-                 f"{sigma_hat:.3f})")
-    axes[0].plot(mean, s_n1, "wx", ms=10, mew=2, label=f"(ȳ, s 1/(n−1)) = ({mean:.3f}, {s_n1:.3f})")
-    axes[0].plot(TRUE_MU, TRUE_SIGMA, "o", mfc="none", mec="orange", ms=9, label="truth")
-    axes[0].set(xlabel="μ", ylabel="σ", title=f"Gaussian log-likelihood, n = {N}")
-    axes[0].legend(fontsize=8, loc="upper right")
     profile = np.asarray(jax.vmap(log_lik, in_axes=(None, 0, None))(
         jnp.asarray(mean), jnp.asarray(sigmas), data))
+    _figure(ctx, M, S, surface, sigmas, profile, est, mean, s_n, s_n1)
+
+
+def _figure(ctx, M, S, surface, sigmas, profile, est, mean, s_n, s_n1):
+    from lesson._common import panels
+
+    mu_hat, sigma_hat = float(est.params["mu"]), float(est.params["sigma"])
+    top = float(est.log_density)
+    fig, axes = panels(2, height=3.5, gridspec_kw={"height_ratios": [1.25, 1]})
+    floor = top - 25  # the colour scale covers the 25 log-units below the maximum
+    filled = axes[0].pcolormesh(M, S, surface, vmin=floor, vmax=top, cmap="viridis",
+                                shading="auto", rasterized=True)
+    axes[0].contour(M, S, surface, levels=top - np.array([16.0, 8.0, 4.0, 2.0, 1.0, 0.5]),
+                    colors="white", linewidths=0.7)
+    bar = fig.colorbar(filled, ax=axes[0], pad=0.02, extend="min")
+    bar.set_label("log-likelihood")
+    axes[0].plot(mu_hat, sigma_hat, "r*", ms=16, mec="white", label="MLE: (ȳ, s with 1/n)")
+    axes[0].plot(mean, s_n1, "wx", ms=10, mew=2.5, label="(ȳ, s with 1/(n−1))")
+    axes[0].plot(TRUE_MU, TRUE_SIGMA, "o", mfc="none", mec="orange", mew=2, ms=10,
+                 label="truth (μ = 3, σ = 2)")
+    axes[0].set(xlabel="μ", ylabel="σ")
+    axes[0].set_title(f"The log-likelihood of {N} draws peaks at\nthe sample mean and the "
+                      "1/n spread")
+    axes[0].legend(loc="upper right", framealpha=0.9)
+    axes[0].grid(False)
     axes[1].plot(sigmas, profile, color="k")
-    axes[1].axvline(s_n, color="r", label="σ̂ = s (1/n): the maximum")
-    axes[1].axvline(s_n1, color="gray", ls="--", label="s (1/(n−1))")
-    axes[1].set(xlabel="σ", ylabel="log-likelihood at μ = ȳ", title="Profile over σ")
-    axes[1].legend(fontsize=8)
+    axes[1].axvline(s_n, color="r", label=f"σ̂ = {s_n:.3f} (1/n)")
+    axes[1].axvline(s_n1, color="0.4", ls="--", label=f"s = {s_n1:.3f} (1/(n−1))")
+    axes[1].set(xlabel="σ", ylabel="log-likelihood\nat μ = ȳ",
+                ylim=(profile.max() - 6, profile.max() + 0.8))
+    axes[1].set_title("Along σ at μ = ȳ: the 1/n spread is the top")
+    axes[1].legend(loc="lower center")
     ctx.figure(fig, "surface",
-               "The log-likelihood of a Gaussian sample over (μ, σ), computed by the mlemap "
-               "model; the MLE (red star) is the sample mean and the 1/n standard deviation, "
-               "not the 1/(n−1) one (white cross).")
+               "Top: the log-likelihood of a Gaussian sample over (μ, σ), computed by the mlemap "
+               "model (white contours 0.5, 1, 2, 4, 8 and 16 below the maximum); the MLE (red "
+               "star) is the sample mean and the 1/n standard deviation, not the 1/(n−1) one "
+               "(white cross). Bottom: the same along σ at μ = ȳ.",
+               alt="A filled contour plot of the log-likelihood over mu and sigma with a colour "
+                   "bar, the MLE star at its peak and the unbiased estimate slightly above it; "
+                   "below, a curve over sigma peaking at the 1/n spread.")

@@ -1,4 +1,4 @@
-"""Experiment 6: MAP against the posterior, and the Laplace approximation against NUTS.
+"""Experiment 7: MAP against the posterior, and the Laplace approximation against NUTS.
 
 The MAP is one point of the posterior: its mode, in the coordinates the parameters are
 declared in. Where the posterior is close to a Gaussian (much data, few parameters) the mode,
@@ -34,7 +34,21 @@ import warnings
 
 import numpy as np
 
+from lesson import _posterior_figures as figures
 from lesson._common import breast_cancer, diabetes, quietly, rel_error
+
+EXPLANATION = """
+The MAP is one point of the posterior: its highest point, in the coordinates the parameters
+are written in. Where the posterior is close to a Gaussian (much data, few parameters) its
+mode, mean and median coincide, and the Laplace approximation, a Gaussian fitted at the
+mode, has the right spread. Where it is not, they part, and a single point hides what the
+data leave open.
+
+Five cases, each measured against NUTS (the full posterior, sampled from the same
+log-density): a logistic regression with much data and with little; the lasso, whose MAP has
+exact zeros that the posterior does not; the eight-schools model, which has no MAP at all;
+and the scale of a Gaussian, where mode, median and mean differ in a known order.
+"""
 
 LOGISTIC_FEATURES = ["mean texture", "mean smoothness", "mean symmetry"]
 LOGISTIC_PRIOR_SCALE = 2.5
@@ -169,13 +183,9 @@ def _logistic(ctx, mm, nuts):
                 and k_few >= 2 * k_big),
     )
     dt, est, lap = little
-    pc = mm.plots.plot_forest(dt, {"MAP": est, "Laplace": lap})
-    ctx.figure(pc.get_viz("figure"), "logistic_little_data",
-               f"Logistic regression on {few['n']} tumours (beta = "
-               f"{', '.join(LOGISTIC_FEATURES)}): NUTS posterior intervals, the "
-               "Laplace approximation's, and the MAP (a point). With little data the MAP sits "
-               "nearer zero than the posterior's centre, and so does the Laplace approximation "
-               "centred on it.")
+    labels = few["labels"]
+    figures.logistic_little_data(ctx, names, labels, figures.flat_draws(dt, labels),
+                                 figures.flat_draws(lap.draws, labels), few["map"], few["n"])
 
 
 # -- 3: a Laplace prior -----------------------------------------------------------------------
@@ -243,13 +253,8 @@ def _lasso(ctx, mm, nuts):
         tolerance="every sd ratio of a zeroed coefficient > 1.1",
         passed=bool(np.all(lap_ratio[zj] > 1.1)),
     )
-    var_names = [labels[j] for j in zj[:4]]
-    zeroed = ", ".join(f"{v} = {names[j]}" for v, j in zip(var_names, zj))
-    pc = mm.plots.plot_estimates(dt, {"MAP (lasso)": est, "Laplace": lap}, var_names=var_names)
-    ctx.figure(pc.get_viz("figure"), "lasso",
-               "Diabetes with a Laplace prior: the NUTS posterior of the coefficients that the "
-               f"lasso MAP sets to exactly 0 ({zeroed}; dashed). The posterior is continuous, "
-               "with no mass at 0, and the Laplace approximation is centred on the zeros.")
+    figures.lasso(ctx, names, draws, figures.flat_draws(lap.draws, labels), beta_map,
+                  lap_ratio, float(prior.scale))
 
 
 # -- 4: eight schools -------------------------------------------------------------------------
@@ -385,29 +390,13 @@ def _eight_schools(ctx, mm, nuts):
         tolerance="k > 0.7",
         passed=lap.pareto_k > 0.7,
     )
-    # The funnel shows in log τ: plot the centered draws with log τ as a posterior variable,
-    # and mark the divergent transitions, which gather in the funnel's neck.
-    import xarray as xr
-
-    post_c = dt_c.posterior.to_dataset()
-    tree = xr.DataTree.from_dict({"posterior": post_c.assign(log_tau=np.log(post_c["tau"]))})
-    pm = mm.plots.plot_pair(tree, {}, var_names=["theta[0]", "log_tau"])
-    fig = pm.get_viz("figure")
-    divergent_draws = dt_c.sample_stats["diverging"].values.astype(bool)
-    for ax in fig.axes:
-        if ax.get_xlabel() == "theta[0]" and ax.get_ylabel() == "log_tau":
-            ax.scatter(post_c["theta"].values[..., 0][divergent_draws],
-                       np.log(post_c["tau"].values)[divergent_draws], s=25, color="C3",
-                       edgecolor="k", zorder=4, label="divergent")
-            ax.legend(fontsize=7)
-    ctx.figure(fig, "eight_schools_funnel",
-               f"Eight schools, centered: NUTS draws of θ₀ against log τ, the funnel whose neck "
-               f"(τ → 0) is where the MAP runs off; red: the {divergent} divergent transitions.")
-    pc = mm.plots.plot_estimates(dt, {"Laplace (jacobian=True mode)": lap},
-                                 var_names=["mu", "tau"])
-    ctx.figure(pc.get_viz("figure"), "eight_schools_tau",
-               "Eight schools, non-centered: the NUTS posterior of μ and τ and the mean of the "
-               "Laplace approximation, centred on a mode far in τ's tail.")
+    # The funnel shows in log τ; the divergent transitions gather in its neck.
+    post_c = dt_c.posterior
+    figures.eight_schools_funnel(ctx, post_c["theta"].values[..., 0].ravel(),
+                                 np.log(post_c["tau"].values).ravel(),
+                                 dt_c.sample_stats["diverging"].values.astype(bool).ravel())
+    figures.eight_schools_tau(ctx, tau, lap.draws["posterior"]["tau"].values.ravel(), lap_tau,
+                              q50, lap.pareto_k)
 
 
 # -- 5: a positive scale ----------------------------------------------------------------------
@@ -492,21 +481,7 @@ def _positive_scale(ctx, mm, nuts):
         tolerance="sd ratio < 0.8 and Laplace mean < exact mean",
         passed=lap_sd / exact_sd < 0.8 and lap_mean < exact["mean"],
     )
-    pc = mm.plots.plot_estimates(
-        dt, {"MAP (jacobian=False)": est, "mode (jacobian=True)": est_j, "Laplace": lap},
-        var_names=["sigma"])
-    fig = pc.get_viz("figure")
-    ax = fig.axes[0]
-    grid = np.linspace(1e-3, max(4 * exact["mean"], float(sigma.max())), 400)
-    # p(sigma | y) = p(v = sigma^2) * 2 sigma, v ~ Inv-Gamma(a, b)
-    log_pdf = (a * math.log(b) - gammaln(a) - (a + 1) * np.log(grid**2) - b / grid**2
-               + np.log(2 * grid))
-    ax.plot(grid, np.exp(log_pdf), color="k", lw=1)
-    ax.axvline(exact["median"], color="k", lw=0.8, ls=(0, (1, 2)))
-    ctx.figure(fig, "positive_scale",
-               f"σ of a Gaussian from n = {n} draws (flat priors): NUTS (blue) and the exact "
-               "posterior (black; dotted: its median), the MAP σ̂ = √(SS/n), the mode in log σ "
-               "√(SS/(n−1)) and the Laplace mean. Mode < log-mode < median < mean.")
+    figures.positive_scale(ctx, n, sigma.values.ravel(), exact, fits, lap_mean, a, b)
     ctx.note("The MAP is the posterior's mode in the coordinates the parameters are declared "
              "in. It agrees with the posterior mean where the posterior is close to Gaussian "
              "(much data, few parameters); with little data, a non-smooth prior, a hierarchical "

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from mlemap._compare_table import CompareTable
 from mlemap._draws import LOG_LIKELIHOOD_VAR
 from mlemap._fit import PointEstimate
 from mlemap._flat import (SAMPLE_DIMS, check_names, estimate_values, flat_point,
@@ -177,10 +178,13 @@ def compare(
 
     Returns
     -------
-    pandas.DataFrame
-        Indexed by the flat parameter names; ``attrs``: ``"ci"`` (e.g. ``"eti 89%"``),
+    CompareTable
+        A pandas DataFrame with all these columns, indexed by the flat parameter names;
+        ``attrs``: ``"ci"`` (e.g. ``"eti 89%"``), ``"estimates"`` (the labels),
         ``"mode_checks"`` (per estimate: ``objective``, ``checked``, ``reported``,
-        ``best_draw``, ``num_draws_above``).
+        ``best_draw``, ``num_draws_above``). ``print`` shows it short: the posterior's
+        mean, sd and interval and each estimate's value, then what psense flags;
+        ``table.diagnostics()`` gives the other columns, ``pd.DataFrame(table)`` all.
 
     Raises
     ------
@@ -261,9 +265,11 @@ def compare(
                 CompareWarning,
                 stacklevel=2,
             )
+    table = CompareTable(table)
     table.index.name = "parameter"
     table.attrs["ci"] = f"{ci_kind} {round(100 * ci_prob)}%"
     table.attrs["mode_checks"] = checks
+    table.attrs["estimates"] = list(estimates)
     return table
 
 

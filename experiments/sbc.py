@@ -274,7 +274,7 @@ def plot_ranks(results: list[SBCResult], tests: dict[str, dict], num_bins: int, 
 
     cols = max(len(r.ranks) for r in results)
     fig, axes = plt.subplots(len(results), cols, figsize=(2.6 * cols, 2.3 * len(results)),
-                             squeeze=False)
+                             squeeze=False, layout="tight")
     for ax in axes.ravel():
         ax.set_visible(False)
     for row, result in enumerate(results):
@@ -291,7 +291,6 @@ def plot_ranks(results: list[SBCResult], tests: dict[str, dict], num_bins: int, 
                          fontsize=8)
             ax.set_xticks([])
             ax.tick_params(labelsize=7)
-    fig.tight_layout()
     _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
 

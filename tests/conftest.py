@@ -24,6 +24,16 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 POSTERIORDB = SHARED / "reference" / "posteriordb"
 
 
+@pytest.fixture(autouse=True)
+def _matplotlib_settings_restored():
+    """Each test starts from matplotlib's settings as they were: experiments that set their
+    style in-process (the lesson's ``use_style``) must not change another test's figures."""
+    import matplotlib
+
+    with matplotlib.rc_context():
+        yield
+
+
 @pytest.fixture
 def rng():
     """A NumPy generator with a fixed seed, fresh for each test."""

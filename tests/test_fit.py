@@ -126,6 +126,25 @@ def test_l2_logistic_equals_sklearn(cancer, cancer_glm, C):
     np.testing.assert_allclose(est.params["intercept"], sk.intercept_[0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("C", [0.01, 0.1])
+def test_l1_logistic_equals_sklearn_saga(cancer, C):
+    """LogisticRegression(C, l1_ratio=1, solver="saga") = the MAP under Laplace(0, C), by
+    FISTA: the same exact zeros, the nonzeros to 1e-5 relative (saga, a stochastic solver,
+    is run to tol=1e-12; it leaves the intercept unpenalized, as glm's flat intercept)."""
+    X, y = cancer
+    model, data = mm.glm(X, y, family=families.bernoulli(),
+                         prior=priors.from_logistic(C, penalty="l1"))
+    est = mm.fit(model, data)
+    assert est.solver == "fista" and est.converged, est.message
+    sk = _quiet(LogisticRegression(C=C, l1_ratio=1.0, solver="saga", tol=1e-12,
+                                   max_iter=200_000, random_state=0), X, y)
+    beta = np.asarray(est.params["beta"])
+    assert 0 < np.sum(beta != 0.0) < beta.size  # some exact zeros, some not
+    np.testing.assert_array_equal(beta == 0.0, sk.coef_[0] == 0.0)
+    np.testing.assert_allclose(beta, sk.coef_[0], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(est.params["intercept"], sk.intercept_[0], rtol=1e-5)
+
+
 def test_logistic_mle_equals_sklearn_c_inf(rng):
     """LogisticRegression(C=np.inf) is the MLE: a flat prior; 1e-6 relative."""
     X = rng.normal(size=(400, 4))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
 from mlemap import _checks
+from mlemap._glm import GLMSpec, glm_likelihood
 from mlemap._model import Model, Param
 from mlemap.families import Family
 
@@ -20,11 +20,14 @@ def glm(
     *,
     family: Family,
     prior: dist.Distribution | None = None,
-    intercept: bool = True,
+    intercept: bool | None = None,
     intercept_prior: dist.Distribution | None = None,
+    offset=None,
+    exposure=None,
+    weights=None,
 ) -> tuple[Model, dict]:
     """A generalized linear model: :math:`y_i \\sim \\mathrm{family}(\\eta_i)`,
-    :math:`\\eta = X\\beta + \\beta_0`.
+    :math:`\\eta = X\\beta + \\beta_0 + \\mathrm{offset}`.
 
     Parameters
     ----------
@@ -32,29 +35,54 @@ def glm(
         Design matrix, finite.
     y : array (n,)
         Response, checked against the family's domain (0/1 for bernoulli, 0..K-1 for
-        categorical, non-negative integers for poisson).
+        categorical and ordinal, non-negative integers for poisson and negative_binomial,
+        0..trials for binomial, (0, 1) for beta, positive for gamma).
     family : mlemap.families.Family
         e.g. ``families.gaussian()`` (learned ``sigma``) or ``families.bernoulli()``.
     prior : numpyro Distribution, optional
         Prior on every entry of ``beta`` (broadcast); ``None`` is flat, giving the MLE.
         ``mlemap.priors`` converts scikit-learn's penalties into these.
-    intercept : bool
-        Add an intercept ``intercept``.
+    intercept : bool, optional
+        Add an intercept ``intercept``. Default: yes, except for ``families.ordinal()``,
+        whose cut points are the intercepts (an intercept beside them is not identified:
+        ``intercept=True`` with ordinal is refused).
     intercept_prior : numpyro Distribution, optional
         Prior on the intercept; flat by default, as scikit-learn never penalizes it.
+    offset : array (n,), optional
+        Added to the linear predictor with a coefficient fixed at 1 (statsmodels'
+        ``offset``). Not for categorical.
+    exposure : array (n,), optional
+        Positive; ``log(exposure)`` is added to the linear predictor (statsmodels'
+        ``exposure``): with a log link the mean is ``exposure * exp(X beta + b0)``, a
+        rate model. Given with ``offset``, both are added.
+    weights : array (n,), optional
+        Frequency (replication) weights, non-negative: the log-likelihood is
+        :math:`\\sum_i w_i \\log p(y_i \\mid \\eta_i)`, as if row :math:`i` were observed
+        :math:`w_i` times (statsmodels' ``GLM(freq_weights=w)``: the same estimate, standard
+        errors and log-likelihood). The pointwise log-likelihood (``sample``'s
+        ``log_likelihood`` group) holds the weighted terms :math:`w_i \\log p(y_i)`; PSIS-LOO
+        on them leaves out one *row* (all its :math:`w_i` replicates) at a time, which is not
+        the standard LOO of the replicated data: compare weighted models by LOO with care.
 
     Returns
     -------
     model : Model
         Parameters, in this order: ``intercept`` (scalar), ``beta`` ``(d,)``, then the
-        family's learned nuisance parameters (``sigma``, ``nu``). It checks the response of
-        any data given to ``fit``, ``laplace`` or ``sample`` against the family
-        (``Model.check_data``), starts a fit from the data (``Model.init``: for an identity
-        link, least squares and the residual scale, ``nu = 5``; else the link of the mean
-        response as the intercept and zero coefficients), and says what a coefficient or
-        scale running off means for this family (``Model.runaway_hints``).
+        family's learned nuisance parameters (``sigma``, ``nu``, ``alpha``, ``shape``,
+        ``precision``, ``cutpoints``), each with the family's prior (flat, except
+        negative_binomial's ``alpha``). It checks the response of any data given to
+        ``fit``, ``laplace`` or ``sample`` against the family (``Model.check_data``), starts a
+        fit from the data (``Model.init``: for an identity link, least squares and the
+        residual scale, ``nu = 5``; else the link of the mean response as the intercept, zero
+        coefficients, moments for the nuisance parameters), and says what a coefficient or a
+        nuisance parameter running off means for this family (``Model.runaway_hints``).
+        Structurally equal models (same family, intercept, shapes, offset and weights) share
+        one log-likelihood function, and so their compiled programs.
     data : dict
-        ``{"X": (n, d) float array, "y": (n,) array}`` as JAX arrays.
+        ``{"X": (n, d) float, "y": (n,)}`` as JAX arrays, plus ``"offset"`` ``(n,)`` (the
+        offset and ``log(exposure)`` summed) and ``"weights"`` ``(n,)`` when given, and the
+        family's data arrays: ``"trials"`` ``(n,)`` for binomial. Every one is an argument of
+        the compiled programs, none is closed over.
 
     Notes
     -----
@@ -80,97 +108,80 @@ def glm(
             f"families.bernoulli(); got {family!r}."
         )
     X, y = _checks.design_and_response(X, y)
-    y = family.validate(y)
-    d = X.shape[1]
-
-    if family.link == "softmax":
-        num_classes = _checks.class_labels(y, family.num_classes)[1]
-        beta_columns = num_classes if prior is not None else num_classes - 1
-        beta_shape, intercept_shape = (d, beta_columns), (num_classes - 1,)
-    else:
-        num_classes = None
-        beta_shape, intercept_shape = (d,), ()
-
-    params = {}
-    if intercept:
-        params["intercept"] = Param(shape=intercept_shape, prior=intercept_prior)
-    params["beta"] = Param(shape=beta_shape, prior=prior)
-    for name, param in family.learned.items():
-        params[name] = param
-
-    def log_likelihood(params, data):
-        eta = data["X"] @ params["beta"]
-        if num_classes is not None:
-            eta = _softmax_logits(eta, params.get("intercept"), num_classes)
-        elif intercept:
-            eta = eta + params["intercept"]
-        nuisance = {name: params[name] for name in family.learned}
-        return family.log_prob(eta, data["y"], nuisance)
-
-    y_dtype = jnp.int32 if num_classes is not None else float
-    data = {"X": jnp.asarray(X, dtype=float), "y": jnp.asarray(y, dtype=y_dtype)}
+    n = X.shape[0]
+    extra = {k: _checks.per_observation(k, v, n) for k, v in family.data.items()}
+    y = family.validate(y, extra)
+    family = family.resolve(y)
+    intercept = _intercept(family, intercept)
+    offset = _offset(family, offset, exposure, n)
+    spec = _spec(family, intercept, X.shape[1], prior, offset is not None, weights is not None)
+    likelihood = glm_likelihood(spec)
+    params = _params(spec, prior, intercept_prior, family)
+    data = {"X": jnp.asarray(X, dtype=float), "y": jnp.asarray(y, dtype=_y_dtype(family))}
+    data.update({k: jnp.asarray(v, dtype=float) for k, v in extra.items()})
+    if offset is not None:
+        data["offset"] = jnp.asarray(offset, dtype=float)
+    if weights is not None:
+        w = _checks.observation_weights(_checks.per_observation("weights", weights, n))
+        data["weights"] = jnp.asarray(w, dtype=float)
     coefficients = [name for name in ("intercept", "beta") if name in params]
     hints = {name: family.runaway_hints[key] for key in family.runaway_hints
              for name in (coefficients if key == "coefficients" else [key]) if name in params}
-    model = Model(params, log_likelihood, check_data=_response_check(family, num_classes),
-                  init=_start(family, intercept, beta_shape, num_classes), runaway_hints=hints)
+    model = Model(params, likelihood, check_data=likelihood.check_data, init=likelihood.init,
+                  runaway_hints=hints)
     return model, data
 
 
-def _response_check(family: Family, num_classes: int | None):
-    """``Model.check_data``: the family's domain, elementwise (so that a batch of stacked
-    datasets is checked at once); for categorical labels inferred from the data, every class
-    present in each dataset."""
-
-    def check_data(data):
-        y = np.asarray(data["y"])
-        if num_classes is None:
-            family.validate(y.reshape(-1))
-            return
-        _checks.class_labels(y.reshape(-1), num_classes)
-        if family.num_classes is None:
-            _checks.every_class_present(y.reshape(-1, y.shape[-1]), num_classes)
-
-    return check_data
+def _intercept(family: Family, intercept: bool | None) -> bool:
+    if family.link != "cumulative logit":
+        return True if intercept is None else bool(intercept)
+    if intercept:
+        raise ValueError(
+            "ordinal models have no intercept: the cut points are the intercepts (one per "
+            "boundary between classes), and a shift of the linear predictor is a shift of "
+            "every cut point, so an intercept beside them is not identified (statsmodels' "
+            "OrderedModel refuses a constant too). Leave intercept out (or False).")
+    return False
 
 
-def _start(family: Family, intercept: bool, beta_shape, num_classes):
-    """``Model.init``: least squares (on centred columns, with a ridge of 1e-10 of the mean
-    diagonal against exact collinearity) and the residual scale for a robust family
-    (``Family.least_squares_start``); for any other, the link of the mean response as the
-    intercept, zero coefficients, and the scale around the mean."""
-
-    def init(data):
-        X, y = data["X"], data["y"]
-        if family.least_squares_start:
-            mean_x = jnp.mean(X, axis=0) if intercept else jnp.zeros(X.shape[1], X.dtype)
-            mean_y = jnp.mean(y) if intercept else jnp.zeros((), X.dtype)
-            Xc, yc = X - mean_x[None, :], y - mean_y
-            gram = Xc.T @ Xc
-            ridge = 1e-10 * jnp.trace(gram) / max(X.shape[1], 1) + jnp.finfo(X.dtype).tiny
-            beta = jnp.linalg.solve(gram + ridge * jnp.eye(X.shape[1], dtype=X.dtype), Xc.T @ yc)
-            start = {"intercept": mean_y - mean_x @ beta, "beta": beta}
-            start.update(family.nuisance_start(y, y - (yc - Xc @ beta)))
-        else:
-            if num_classes is not None:  # log-odds of each class against class 0
-                counts = jnp.sum(jax.nn.one_hot(y, num_classes, dtype=X.dtype), axis=0) + 0.5
-                mean_eta = jnp.log(counts[1:]) - jnp.log(counts[0])
-            else:
-                mean_eta = family.mean_link(y)
-            start = {"intercept": mean_eta, "beta": jnp.zeros(beta_shape, X.dtype)}
-            start.update(family.nuisance_start(y, jnp.full(y.shape, jnp.mean(y), X.dtype)))
-        return {k: v for k, v in start.items() if k != "intercept" or intercept}
-
-    return init
+def _offset(family: Family, offset, exposure, n: int) -> np.ndarray | None:
+    """The offset added to the linear predictor: ``offset + log(exposure)``."""
+    if offset is None and exposure is None:
+        return None
+    if family.link == "softmax":
+        raise ValueError("categorical models take no offset or exposure: there is one linear "
+                         "predictor per class. Leave them out.")
+    total = np.zeros(n)
+    if offset is not None:
+        total = total + _checks.per_observation("offset", offset, n)
+    if exposure is not None:
+        exposure = _checks.per_observation("exposure", exposure, n)
+        if not np.all(exposure > 0):
+            raise ValueError(f"exposure must be positive (its log is the offset); found "
+                             f"{_checks.describe_values(exposure[~(exposure > 0)])}.")
+        total = total + np.log(exposure)
+    return total
 
 
-def _softmax_logits(eta, intercept, num_classes):
-    """Logits ``(n, K)`` from ``X @ beta`` with ``K-1`` or ``K`` columns and a ``(K-1,)``
-    intercept, class 0 being the reference of whatever has ``K-1`` columns."""
-    n = eta.shape[0]
-    if eta.shape[1] == num_classes - 1:
-        eta = jnp.concatenate([jnp.zeros((n, 1), eta.dtype), eta], axis=1)
-    if intercept is not None:
-        full = jnp.concatenate([jnp.zeros((1,), intercept.dtype), intercept])
-        eta = eta + full[None, :]
-    return eta
+def _spec(family: Family, intercept: bool, d: int, prior, offset: bool, weights: bool
+          ) -> GLMSpec:
+    if family.link == "softmax":
+        k = family.num_classes
+        beta_shape, intercept_shape = (d, k if prior is not None else k - 1), (k - 1,)
+    else:
+        beta_shape, intercept_shape = (d,), ()
+    structure = family.with_data(dict.fromkeys(family.data))  # data live in the data pytree
+    return GLMSpec(structure, intercept, beta_shape, intercept_shape, offset, weights)
+
+
+def _params(spec: GLMSpec, prior, intercept_prior, family: Family) -> dict[str, Param]:
+    params = {}
+    if spec.intercept:
+        params["intercept"] = Param(shape=spec.intercept_shape, prior=intercept_prior)
+    params["beta"] = Param(shape=spec.beta_shape, prior=prior)
+    params.update(family.learned)
+    return params
+
+
+def _y_dtype(family: Family):
+    return jnp.int32 if family.link in ("softmax", "cumulative logit") else float

@@ -301,3 +301,61 @@ def test_bad_glm_input_says_what_was_found(kwargs, message):
     y = kwargs.pop("y", [0, 1, 2, 1])
     with pytest.raises(ValueError, match=message):
         mm.glm(np.arange(8.0).reshape(4, 2), y, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Named coefficients
+# --------------------------------------------------------------------------------------------
+
+
+def test_dataframe_columns_name_the_coefficients_everywhere():
+    """spector as a DataFrame: beta's entries are named by the columns in flat_names, in the
+    Laplace draws (ArviZ dims and coords) and in arviz_stats.summary's rows; the numbers are
+    those of the unnamed model on the same arrays."""
+    import arviz_stats
+
+    ds = sm.datasets.spector.load_pandas()
+    model, data = mm.glm(ds.exog, ds.endog, family=families.bernoulli())
+    assert model.flat_names() == ["intercept", "beta[GPA]", "beta[TUCE]", "beta[PSI]"]
+    assert model.params["beta"].dims == ("coef",)
+    assert model.coords == {"coef": ["GPA", "TUCE", "PSI"]}
+    approx = mm.laplace(model, data, method="mle")
+    beta = approx.draws["posterior"]["beta"]
+    assert beta.dims == ("chain", "draw", "coef")
+    assert list(beta["coef"].values) == ["GPA", "TUCE", "PSI"]
+    rows = list(arviz_stats.summary(approx.draws, kind="stats").index)
+    assert sorted(rows) == sorted(model.flat_names())
+    unnamed, unnamed_data = mm.glm(ds.exog.to_numpy(), ds.endog.to_numpy(),
+                                   family=families.bernoulli())
+    assert unnamed.params["beta"].dims is None and unnamed.coords == {}
+    assert unnamed.flat_names() == ["intercept", "beta[0]", "beta[1]", "beta[2]"]
+    other = mm.laplace(unnamed, unnamed_data, method="mle")
+    np.testing.assert_array_equal(approx.std_errors["beta"], other.std_errors["beta"])
+    named, _ = mm.glm(ds.exog.to_numpy(), ds.endog.to_numpy(), family=families.bernoulli(),
+                      names=["gpa", "tuce", "psi"])
+    assert named.flat_names() == ["intercept", "beta[gpa]", "beta[tuce]", "beta[psi]"]
+
+
+def test_class_and_cut_point_axes_are_named(rng):
+    X = rng.normal(size=(60, 2))
+    y = np.arange(60) % 3
+    model, _ = mm.glm(X, y, family=families.categorical(), names=["a", "b"])
+    assert model.params["beta"].dims == ("coef", "class")
+    assert model.flat_names()[:4] == ["intercept[1]", "intercept[2]", "beta[a,1]", "beta[a,2]"]
+    model, _ = mm.glm(X, y, family=families.categorical(), names=["a", "b"],
+                      prior=dist.Normal(0.0, 1.0))
+    assert model.params["beta"].dims == ("coef", "class_all")
+    assert "beta[b,0]" in model.flat_names()
+    model, _ = mm.glm(X, y, family=families.ordinal(), names=["a", "b"])
+    assert model.flat_names() == ["beta[a]", "beta[b]", "cutpoints[0/1]", "cutpoints[1/2]"]
+
+
+@pytest.mark.parametrize("names,message", [
+    (["a"], r"names has 1 entries but X has 3 columns"),
+    (["a", "a", "b"], r"names must be unique; \['a'\]"),
+    ("abc", r"names must be a sequence of strings"),
+])
+def test_bad_names(rng, names, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        mm.glm(rng.normal(size=(10, 3)), rng.normal(size=10), family=families.gaussian(),
+               names=names)

@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 
 from mlemap._density import merge_priors
-from mlemap._model import Model, entry_name, resolve_prior
+from mlemap._model import Model, arviz_dims, entry_name, resolve_prior
 from mlemap._nuts import NutsTrace
 from mlemap._shard import to_host
 
@@ -117,9 +118,8 @@ def to_datatree(model, data, trace: NutsTrace, post, attrs):
         "acceptance_rate": to_host(trace.accept_prob),
         "step_size": to_host(trace.step_size),
     }
-    return arviz_base.from_dict(
+    tree = arviz_base.from_dict(
         {
-            "posterior": posterior,
             **groups,
             "sample_stats": sample_stats,
             "log_prior": {k: to_host(v) for k, v in log_prior.items()},
@@ -127,8 +127,15 @@ def to_datatree(model, data, trace: NutsTrace, post, attrs):
         },
         dims=dims,
         index_origin=0,
-        attrs={"/": attrs, "posterior": attrs, "sample_stats": attrs},
+        attrs={"/": attrs, "sample_stats": attrs},
     )
+    # The posterior on its own: a named parameter's dims (Param.dims) and labels (coords)
+    # are its own, while the log_prior group holds one scalar per parameter of the same name.
+    param_dims, coords = arviz_dims(model)
+    post = arviz_base.from_dict({"posterior": posterior}, dims=param_dims, coords=coords,
+                                index_origin=0, attrs={"posterior": attrs})
+    children = {"posterior": post["posterior"], **tree.children}
+    return xr.DataTree(tree.to_dataset(), children=dict(children))
 
 
 def _tree_depth(num_steps: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import xarray as xr
 from mlemap._data import check_data
 from mlemap._density import check_log_likelihood, log_density_fn, merge_priors
 from mlemap._fit import PointEstimate, Status, fit
-from mlemap._model import Model
+from mlemap._model import Model, arviz_dims
 from mlemap._programs import program
 
 __all__ = ["laplace", "LaplaceApprox", "LaplaceWarning", "curvature"]
@@ -62,7 +62,8 @@ class LaplaceApprox(NamedTuple):
         constraining map at :math:`\\hat u`; each of its parameter's shape.
     draws : xarray.DataTree or None
         ``num_draws`` constrained draws of :math:`q`, group ``posterior`` with dims
-        ``chain`` (1), ``draw`` and ``<name>_dim_<i>``: the layout of ``mm.sample``.
+        ``chain`` (1), ``draw`` and ``<name>_dim_<i>`` (or the parameter's ``dims`` and the
+        model's ``coords``): the layout of ``mm.sample``.
         ``None`` when the Hessian is not positive definite.
     pareto_k : float
         Pareto-k of :math:`\\log p - \\log q` over the draws (arviz_stats' PSIS): below 0.7
@@ -183,7 +184,9 @@ def laplace(
             f"laplace: Pareto-k of the importance ratios is {pareto_k:.2f} (> 0.7): the "
             "Gaussian is a poor approximation of this posterior. Sample it with mm.sample.",
             LaplaceWarning, stacklevel=2)
-    draws = arviz_base.from_dict({"posterior": {k: np.asarray(v)[None] for k, v in params.items()}})
+    dims, coords = arviz_dims(model)
+    draws = arviz_base.from_dict({"posterior": {k: np.asarray(v)[None] for k, v in params.items()}},
+                                 dims=dims, coords=coords)
     std_errors = {k: jnp.asarray(v) for k, v in curv.std_errors.items()}
     return LaplaceApprox(mode, mean, jnp.asarray(curv.cov), jnp.asarray(curv.hessian), std_errors,
                          draws, pareto_k, log_ratios, True, curv.condition_number, method, names)

@@ -138,7 +138,9 @@ def sample(
         Built with ``arviz_base.from_dict``; ``C = num_chains``, ``S = num_samples``:
 
         - ``posterior``: each parameter ``(chain, draw, *shape)`` with dims
-          ``{name}_dim_{i}``, constrained, plus the quantities of ``model.derived``;
+          ``{name}_dim_{i}`` (or its ``Param.dims``, labelled by the model's ``coords``:
+          ``mm.glm`` on a DataFrame gives ``beta`` the dim ``coef`` with the column names),
+          constrained, plus the quantities of ``model.derived``;
         - ``log_likelihood`` (unless ``log_likelihood=False``): ``"log_likelihood"``
           ``(chain, draw, obs)``, the pointwise
           :math:`\\log p(y_i \\mid \\theta)` (what ``arviz_stats.loo`` reads);

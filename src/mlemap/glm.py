@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
@@ -25,15 +27,17 @@ def glm(
     offset=None,
     exposure=None,
     weights=None,
+    names=None,
 ) -> tuple[Model, dict]:
     """A generalized linear model: :math:`y_i \\sim \\mathrm{family}(\\eta_i)`,
     :math:`\\eta = X\\beta + \\beta_0 + \\mathrm{offset}`.
 
     Parameters
     ----------
-    X : array (n, d)
-        Design matrix, finite.
-    y : array (n,)
+    X : array (n, d) or pandas.DataFrame
+        Design matrix, finite. A DataFrame's column names name the coefficients (see
+        ``names``).
+    y : array (n,) or pandas.Series
         Response, checked against the family's domain (0/1 for bernoulli, 0..K-1 for
         categorical and ordinal, non-negative integers for poisson and negative_binomial,
         0..trials for binomial, (0, 1) for beta, positive for gamma).
@@ -63,6 +67,16 @@ def glm(
         ``log_likelihood`` group) holds the weighted terms :math:`w_i \\log p(y_i)`; PSIS-LOO
         on them leaves out one *row* (all its :math:`w_i` replicates) at a time, which is not
         the standard LOO of the replicated data: compare weighted models by LOO with care.
+    names : sequence of str, optional
+        A name for each column of ``X`` (default: a DataFrame's columns; none for an array).
+        Named, ``beta`` gets the dim ``"coef"`` labelled by them (``Param.dims``,
+        ``Model.coords``), so that every view names its entries ``beta[educ]``:
+        ``Model.flat_names()``, ``mm.compare``'s rows, ``mm.summary``, and the DataTrees of
+        ``mm.sample`` and ``mm.laplace`` (ArviZ dims and coords, which ``arviz_stats.summary``
+        and ``arviz_plots`` label). Categorical class axes are then the dims ``"class"``
+        (classes 1..K-1 against class 0; the intercept's) and ``"class_all"`` (0..K-1, under
+        a proper prior), ordinal cut points ``"cut"`` (``"0/1"``, ``"1/2"``, ...). Without
+        names the entries are numbered, ``beta[0]``.
 
     Returns
     -------
@@ -107,7 +121,11 @@ def glm(
             "family must be an mlemap.families family, e.g. families.gaussian() or "
             f"families.bernoulli(); got {family!r}."
         )
+    names = _column_names(X, names)
     X, y = _checks.design_and_response(X, y)
+    if names is not None and len(names) != X.shape[1]:
+        raise ValueError(f"names has {len(names)} entries but X has {X.shape[1]} columns; give "
+                         "one name per column.")
     n = X.shape[0]
     extra = {k: _checks.per_observation(k, v, n) for k, v in family.data.items()}
     y = family.validate(y, extra)
@@ -127,9 +145,46 @@ def glm(
     coefficients = [name for name in ("intercept", "beta") if name in params]
     hints = {name: family.runaway_hints[key] for key in family.runaway_hints
              for name in (coefficients if key == "coefficients" else [key]) if name in params}
+    coords = None
+    if names is not None:
+        params, coords = _named(params, spec, names)
     model = Model(params, likelihood, check_data=likelihood.check_data, init=likelihood.init,
-                  runaway_hints=hints)
+                  runaway_hints=hints, coords=coords)
     return model, data
+
+
+def _column_names(X, names) -> list[str] | None:
+    """The coefficients' names: ``names``, else a DataFrame's columns, else None."""
+    if names is None:
+        columns = getattr(X, "columns", None)
+        if columns is None or not hasattr(X, "to_numpy"):
+            return None
+        names = columns
+    if isinstance(names, str):
+        raise TypeError(f"names must be a sequence of strings, one per column; got {names!r}.")
+    names = [str(name) for name in names]
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise ValueError(f"names must be unique; {repeated} appear more than once.")
+    return names
+
+
+def _named(params: dict[str, Param], spec: GLMSpec, names: list[str]):
+    """The parameters with their axes named (``Param.dims``) and the labels (``coords``)."""
+    dims = {"beta": ("coef",)}
+    coords = {"coef": names}
+    k = spec.family.num_classes
+    if spec.num_classes is not None:
+        dims["beta"] = ("coef", "class" if spec.beta_shape[1] == k - 1 else "class_all")
+        dims["intercept"] = ("class",)
+        coords.update({"class": list(range(1, k)), "class_all": list(range(k))})
+    if "cutpoints" in params:
+        dims["cutpoints"] = ("cut",)
+        coords["cut"] = [f"{j}/{j + 1}" for j in range(k - 1)]
+    named = {name: dataclasses.replace(param, dims=dims[name]) if name in dims else param
+             for name, param in params.items()}
+    used = {d for name, axes in dims.items() if name in params for d in axes}
+    return named, {d: labels for d, labels in coords.items() if d in used}
 
 
 def _intercept(family: Family, intercept: bool | None) -> bool:

@@ -23,6 +23,7 @@ from mlemap._laplace import LaplaceApprox, LaplaceWarning, laplace
 from mlemap._model import Model, Param
 from mlemap._sample import SamplingWarning, sample
 from mlemap._shard import shard
+from mlemap._summary import Summary, summary
 from mlemap._sweep import prior_sweep
 from mlemap.glm import glm
 
@@ -44,6 +45,8 @@ __all__ = [
     "LaplaceWarning",
     "sample",
     "SamplingWarning",
+    "summary",
+    "Summary",
     "compare",
     "compare_losses",
     "prior_sweep",

@@ -90,6 +90,9 @@ class PointEstimate(NamedTuple):
     solver : str
         A name of :data:`mlemap.solvers.REGISTRY` (``"lbfgs"``, ``"newton"``, ``"fista"``),
         or ``"optax"`` for a transformation given as ``optimizer``.
+    model : Model
+        The model fitted (its names, and for a glm its family: what ``mm.summary`` and
+        ``mm.predict`` read). A static leaf for ``jax.tree`` functions.
     """
 
     params: dict[str, Array]
@@ -104,6 +107,7 @@ class PointEstimate(NamedTuple):
     jacobian: bool
     n_obs: int
     solver: str
+    model: Model | None = None
 
     @property
     def converged(self) -> bool | np.ndarray:
@@ -329,7 +333,7 @@ def _estimate(model: Model, problem: Problem, end: EndPoint) -> PointEstimate:
         log_likelihood=scalar(host.log_likelihood), grad_norm=scalar(host.grad_norm),
         num_steps=scalar(host.num_steps), result=one(diagnosis.results),
         message=one(diagnosis.messages), method=layout.method, jacobian=layout.jacobian,
-        n_obs=n_obs, solver=layout.solver,
+        n_obs=n_obs, solver=layout.solver, model=model,
     )
 
 

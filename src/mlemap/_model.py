@@ -372,6 +372,11 @@ class Model:
         return [name for name, p in self.params.items() for _ in range(p.size)]
 
 
+# A model inside a result (PointEstimate.model) is a static node of the pytree: jax.tree
+# functions map over the result's arrays and leave the model as it is.
+jax.tree_util.register_static(Model)
+
+
 def entry_name(name: str, index: tuple) -> str:
     """The name of one entry of a parameter: ``name`` for a scalar, ``name[i,j]`` else (the
     index's entries, numbers or labels, as strings)."""

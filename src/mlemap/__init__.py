@@ -21,6 +21,7 @@ from mlemap._diagnose import Status
 from mlemap._fit import FitError, FitWarning, PointEstimate, fit
 from mlemap._laplace import LaplaceApprox, LaplaceWarning, laplace
 from mlemap._model import Model, Param
+from mlemap._predict import predict
 from mlemap._sample import SamplingWarning, sample
 from mlemap._shard import shard
 from mlemap._summary import Summary, summary
@@ -47,6 +48,7 @@ __all__ = [
     "SamplingWarning",
     "summary",
     "Summary",
+    "predict",
     "compare",
     "compare_losses",
     "prior_sweep",

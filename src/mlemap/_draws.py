@@ -267,14 +267,18 @@ def drift_messages(model: Model, positions: np.ndarray, log_density: np.ndarray)
 
 
 def _flagged(ds, test) -> list[tuple[str, float]]:
-    """``(name[index], value)`` of every finite entry of a dataset for which ``test`` holds."""
+    """``(name[label], value)`` of every finite entry of a dataset for which ``test`` holds
+    (an entry named by its dims' coords, as ``Model.flat_names``)."""
     out = []
     for name, da in ds.data_vars.items():
         values = np.asarray(da)
+        labels = [da[d].values if d in da.coords else np.arange(n)
+                  for d, n in zip(da.dims, values.shape)]
         for index in np.ndindex(values.shape):
             v = float(values[index])
             if np.isfinite(v) and test(v):
-                out.append((entry_name(name, index), v))
+                out.append((entry_name(name, tuple(axis[i] for axis, i in zip(labels, index))),
+                            v))
     return out
 
 

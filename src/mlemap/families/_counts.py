@@ -34,6 +34,11 @@ class _BinomialLogits(dist.BinomialLogits):
         n = jnp.asarray(self.total_count, jnp.result_type(float))
         return value * self.logits - n * jax.nn.softplus(self.logits) + _log_choose(n, value)
 
+    def sample(self, key, sample_shape=()):
+        # The trials are data, stored as floats; NumPyro's sampler counts them as integers.
+        n = jnp.asarray(self.total_count).astype(jnp.result_type(int))
+        return dist.BinomialLogits(self.logits, n).sample(key, sample_shape)
+
 
 def _log_choose(n, k):
     """:math:`\\log\\binom{n}{k}` by log-gamma functions."""
@@ -106,7 +111,7 @@ def binomial(trials) -> Family:
         _validate=_successes,
         _mean_link=lambda y, trials: _logit(jnp.sum(y) / jnp.sum(jnp.broadcast_to(trials,
                                                                                  y.shape))),
-        _mean=lambda eta, trials: jax.nn.sigmoid(eta),
+        _mean=lambda eta, **trials: jax.nn.sigmoid(eta),  # the probability: no trials
         data={"trials": _trials(trials)},
         runaway_hints={"coefficients": _SEPARABLE},
     )

@@ -84,7 +84,7 @@ class Family:
         if not self.data:
             return {}
         source = self.data if data is None else data
-        return {k: source[k] for k in self.data}
+        return {k: source[k] for k in self.data if k in source}
 
     def distribution(self, eta, nuisance: Mapping | None = None,
                      data: Mapping | None = None) -> dist.Distribution:

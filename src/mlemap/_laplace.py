@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 
 from mlemap._data import check_data
-from mlemap._density import check_log_likelihood, log_density_fn, merge_priors
+from mlemap._density import argument_priors, check_log_likelihood, log_density_fn
 from mlemap._fit import PointEstimate, Status, fit
 from mlemap._model import Model, arviz_dims
 from mlemap._programs import program
@@ -160,10 +160,8 @@ def laplace(
     _check_arguments(model, method, num_draws, seed)
     data, _ = check_data(data, model)
     check_log_likelihood(model, data)  # pointwise, checked before anything is traced
-    if priors is not None and method == "map":
-        priors = merge_priors(model, priors)
     mode = _mode(model, data, mode, method, priors, fit_kwargs)
-    priors = dict(model.priors) if priors is None else priors
+    priors = argument_priors(model, priors or {})  # every non-conditional one: arguments
     mean = jnp.asarray(mode.position)
     curv = curvature(model, data, mean, method, priors)
     names = model.unconstrained_names()
@@ -241,7 +239,7 @@ def curvature(model: Model, data, position, method: str, priors: Mapping | None 
     condition number huge without making :math:`\\Sigma` any less accurate).
     """
     hessian_fn, jacobian_fn, _ = _programs(model, method)
-    priors = dict(model.priors) if priors is None else dict(priors)
+    priors = argument_priors(model, priors or {})
     hessian = np.asarray(hessian_fn(jnp.asarray(position), data, priors))
     hessian = 0.5 * (hessian + hessian.T)
     precision = -hessian
@@ -317,7 +315,7 @@ def _programs(model: Model, method: str):
     numpy calls: run op by op in JAX, each would compile a program of its own on first use.
     """
 
-    def build():
+    def build(model):  # the structure's skeleton (mlemap._programs)
         objective = log_density_fn(model, prior=(method == "map"), jacobian=(method == "map"))
         # The importance target: the density of the unconstrained coordinates (flat priors
         # for "mle": the likelihood as a posterior).

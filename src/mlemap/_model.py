@@ -225,7 +225,10 @@ class Model:
 
     Notes
     -----
-    Models compare and hash by identity, so a compiled function can be cached per model.
+    Models compare and hash by identity. Their compiled programs are kept per *structure*
+    (the functions, and the parameters' names, shapes and supports; not the values of the
+    priors, which are arguments): models of the same structure share them, and they are
+    freed with the last such model (:mod:`mlemap._programs`).
 
     Examples
     --------
@@ -243,9 +246,6 @@ class Model:
     init: Callable[[Any], Params] | None = None
     runaway_hints: Mapping[str, str] | None = None
     coords: Mapping[str, Any] | None = None
-    # The compiled programs of this model and what was checked about it: see mlemap._programs.
-    _programs: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
-                                        compare=False)
 
     def __post_init__(self):
         if not isinstance(self.params, Mapping) or not self.params:
@@ -292,6 +292,19 @@ class Model:
                             "function params -> numpyro Distribution."
                         ) from error
                     _check_prior(param, prior)
+        # Find the structure's compiled programs now, while the model this one replaces in a
+        # loop (model, data = mm.glm(...)) still holds them: see mlemap._programs.
+        from mlemap._programs import structure_of  # _programs builds Models: import here
+
+        structure_of(self)
+
+    @property
+    def _programs(self) -> dict:
+        """The compiled programs of this model's structure, shared with the models of the
+        same structure, and what was checked about it: see :mod:`mlemap._programs`."""
+        from mlemap._programs import structure_of  # _programs builds Models: import here
+
+        return structure_of(self).programs
 
     # -- the flat unconstrained vector ------------------------------------------------------
 

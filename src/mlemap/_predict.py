@@ -196,7 +196,7 @@ def _predictive_program(model: Model, spec: GLMSpec, data: dict):
     per structure and layout of the new data (in the model's program store)."""
     spec = _with_offset(spec, data)
 
-    def build():
+    def build(_):  # built from the spec alone
         def one(params, data, rng):
             eta = linear_predictor(spec, params, data)
             nuisance = {name: params[name] for name in spec.family.learned}

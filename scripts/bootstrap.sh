@@ -34,5 +34,7 @@ if [ ! -x .venv/bin/python ] || ! is_new_enough .venv/bin/python; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+# experiments: scikit-learn and statsmodels (experiments/run.py's references); test: pytest
+# and the same references (the tests check mlemap against them).
+.venv/bin/python -m pip install --quiet -e ".[experiments,test]"
 echo "bootstrap: .venv ready ($(.venv/bin/python --version))"

@@ -118,6 +118,26 @@ def test_a_site_with_event_axes_sums_them_per_observation():
     np.testing.assert_allclose(mlemap_model.log_likelihood(params, data), expected, rtol=1e-12)
 
 
+def test_param_sites_are_parameters_without_a_prior():
+    """numpyro.param sites (with their constraint) are fitted as flat-prior parameters: the
+    MLE of a Normal's mean and scale is the sample mean and the ddof=0 sd (closed form)."""
+
+    def model(y=None):
+        mu = numpyro.param("mu", 0.0)
+        sigma = numpyro.param("sigma", 1.0, constraint=constraints.positive)
+        with numpyro.plate("n", 20):
+            numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
+
+    y = np.random.default_rng(3).normal(2.0, 3.0, size=20)
+    mlemap_model, data = mm.from_numpyro(model, y=y)
+    assert mlemap_model.params["sigma"].constraint is constraints.positive
+    assert all(p.prior is None for p in mlemap_model.params.values())
+    estimate = mm.fit(mlemap_model, data, method="mle")
+    assert estimate.converged
+    np.testing.assert_allclose(estimate.params["mu"], y.mean(), rtol=1e-7)
+    np.testing.assert_allclose(estimate.params["sigma"], y.std(), rtol=1e-7)
+
+
 # --------------------------------------------------------------------------------------------
 # MAP and MLE: the hand-written model's
 # --------------------------------------------------------------------------------------------

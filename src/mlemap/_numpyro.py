@@ -208,7 +208,7 @@ def _split_arguments(args: tuple, kwargs: dict) -> tuple[dict, Callable]:
 def _is_array(value: Any) -> bool:
     if isinstance(value, np.ndarray | jax.Array) or hasattr(value, "to_numpy"):
         return True
-    if isinstance(value, list | tuple) and value:
+    if isinstance(value, list) and value:  # not tuples: they are often shapes
         try:
             return np.asarray(value).dtype.kind in "biuf"
         except ValueError:

@@ -43,7 +43,10 @@ if [ ! -x .venv/bin/python ] || ! is_new_enough .venv/bin/python; then
     step "creating .venv with $python ($("$python" --version))" "$python" -m venv .venv
 fi
 step "upgrading pip" .venv/bin/python -m pip install --quiet --upgrade pip
-step "installing mlemap (editable) with its dependencies and test extras (jax, numpyro, \
-optax, arviz, scikit-learn, statsmodels, matplotlib, pytest, playwright; the first time this \
-downloads a few hundred MB)" .venv/bin/python -m pip install --quiet -e ".[test]"
+# experiments: scikit-learn and statsmodels (experiments/run.py's references); test: pytest,
+# playwright and the same references (the tests check mlemap against them).
+step "installing mlemap (editable) with its dependencies and the experiments and test extras \
+(jax, numpyro, optax, arviz, scikit-learn, statsmodels, matplotlib, pytest, playwright; the \
+first time this downloads a few hundred MB)" \
+    .venv/bin/python -m pip install --quiet -e ".[experiments,test]"
 echo "bootstrap: .venv ready ($(.venv/bin/python --version)) in $(( $(date +%s) - started )) s"

@@ -45,6 +45,23 @@ def rng_key():
     return jax.random.key(20261128)
 
 
+# jax.monitoring's compile events (public API): one per XLA compilation.
+_COMPILES = []
+
+
+def _count_compile(event, duration, **kwargs):
+    if event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES.append(event)
+
+
+@pytest.fixture
+def compiles():
+    """The number of XLA compilations so far, as a function (for tests that count them)."""
+    jax.monitoring.register_event_duration_secs_listener(_count_compile)
+    yield lambda: len(_COMPILES)
+    jax.monitoring.unregister_event_duration_listener(_count_compile)
+
+
 # -- experiments/run.py, shared by tests/test_experiments.py and tests/test_report_browser.py --
 
 

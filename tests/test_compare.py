@@ -84,6 +84,29 @@ def test_rows_and_columns(conjugate, table):
     assert table.attrs["ci"] == "eti 89%"
 
 
+def test_named_coefficients_name_the_rows_and_the_posterior(conjugate, table):
+    """The same model with its column named: the posterior carries the dim and its label
+    (ArviZ dims and coords), every row is named by it (Model.flat_names' convention) and
+    every number is the unnamed model's (the same draws: names change nothing else)."""
+    import arviz_stats
+
+    model, data, posterior, _, _ = conjugate
+    named, _ = mm.glm(np.asarray(data["X"]), np.asarray(data["y"]),
+                      family=families.gaussian(sigma=1.0), prior=dist.Normal(0.0, TAU),
+                      intercept_prior=dist.Normal(0.0, TAU), names=["x"])
+    named_posterior = mm.sample(named, data, seed=1, **NUTS)
+    beta = named_posterior["posterior"]["beta"]
+    assert beta.dims == ("chain", "draw", "coef") and list(beta["coef"].values) == ["x"]
+    assert "beta[x]" in arviz_stats.summary(named_posterior, kind="stats").index
+    estimates = {"MLE": mm.fit(named, data, method="mle"), "MAP": mm.fit(named, data),
+                 "Laplace": mm.laplace(named, data, num_draws=1000, seed=2)}
+    named_table = compare(named_posterior, estimates, model=named, data=data)
+    assert list(named_table.index) == named.flat_names() == ["intercept", "beta[x]"]
+    numeric = [c for c in table.columns if c != "psense_diagnosis"]
+    np.testing.assert_allclose(named_table[numeric].to_numpy(float),
+                               table[numeric].to_numpy(float), rtol=1e-12)
+
+
 def test_posterior_summaries_match_numpy(conjugate, table):
     posterior = conjugate[2]
     for label in table.index:

@@ -1,7 +1,9 @@
 """Likelihood families against scipy.stats, and each NLL as an affine function of its loss.
 
-The losses come from optax (squared error, sigmoid binary and softmax cross-entropy) and
-scikit-learn (Poisson deviance); the log-densities from scipy.stats.
+The losses come from optax (squared error, sigmoid binary and softmax cross-entropy, the
+binomial's log loss of the proportion), scikit-learn (Poisson and Gamma deviances, the log
+loss of ordinal class probabilities), statsmodels (the negative binomial deviance) and scipy
+(the beta log-loss, from ``betaln``); the log-densities from scipy.stats.
 """
 
 import jax
@@ -11,14 +13,37 @@ import optax
 import pytest
 import scipy.special
 import scipy.stats
-from sklearn.metrics import mean_gamma_deviance, mean_poisson_deviance
+import statsmodels.api as sm
+from sklearn.metrics import log_loss, mean_gamma_deviance, mean_poisson_deviance
 
 from mlemap import families
 
 N = 40
+TRIALS = np.arange(N) % 7 + 1.0  # binomial trials, 1..7
+CUTS = np.array([-1.2, 0.3, 1.9])  # ordinal cut points, 4 classes
+
+
+def _ordinal_probs(eta, cuts=CUTS):
+    """Class probabilities of the cumulative logit, by scipy: diff of expit(c_k - eta)."""
+    cumulative = scipy.special.expit(cuts[None, :] - np.asarray(eta)[:, None])
+    padded = np.concatenate([np.zeros((len(eta), 1)), cumulative, np.ones((len(eta), 1))], 1)
+    return np.diff(padded, axis=1)
 
 
 def _data(rng, name, link=None):
+    if name == "binomial":
+        eta = rng.normal(size=N) * 2
+        return eta, rng.binomial(TRIALS.astype(int), scipy.special.expit(eta)).astype(float)
+    if name == "negative_binomial":
+        eta = rng.normal(size=N)
+        return eta, rng.negative_binomial(1 / 0.7, 1 / (1 + 0.7 * np.exp(eta))).astype(float)
+    if name == "beta":
+        eta = rng.normal(size=N)
+        mu = scipy.special.expit(eta)
+        return eta, rng.beta(mu * 4.5, (1 - mu) * 4.5)
+    if name == "ordinal":
+        eta = rng.normal(size=N) * 2
+        return eta, np.array([rng.choice(4, p=p) for p in _ordinal_probs(eta)])
     if name == "gamma":  # means in (1, 5); the inverse link's eta = 1 / mu is positive
         mu = rng.uniform(1.0, 5.0, size=N)
         eta = 1.0 / mu if link == "inverse" else np.log(mu)
@@ -58,6 +83,20 @@ CASES = {
                   lambda eta, y: scipy.stats.gamma(a=2.5, scale=np.exp(eta) / 2.5).logpdf(y)),
     "gamma_fixed": (families.gamma("log", shape=0.7), {},
                     lambda eta, y: scipy.stats.gamma(a=0.7, scale=np.exp(eta) / 0.7).logpdf(y)),
+    "binomial": (families.binomial(TRIALS), {},
+                 lambda eta, y: scipy.stats.binom(TRIALS, scipy.special.expit(eta)).logpmf(y)),
+    # NB2: scipy's nbinom(n, p) with n = 1/alpha, p = n / (n + mu)
+    "negative_binomial": (families.negative_binomial(), {"alpha": 0.7},
+                          lambda eta, y: scipy.stats.nbinom(
+                              1 / 0.7, (1 / 0.7) / (1 / 0.7 + np.exp(eta))).logpmf(y)),
+    "negative_binomial_fixed": (families.negative_binomial(alpha=0.7), {},
+                                lambda eta, y: scipy.stats.nbinom(
+                                    1 / 0.7, (1 / 0.7) / (1 / 0.7 + np.exp(eta))).logpmf(y)),
+    "beta": (families.beta(), {"precision": 4.5},
+             lambda eta, y: scipy.stats.beta(scipy.special.expit(eta) * 4.5,
+                                             scipy.special.expit(-eta) * 4.5).logpdf(y)),
+    "ordinal": (families.ordinal(), {"cutpoints": CUTS},
+                lambda eta, y: np.log(_ordinal_probs(eta)[np.arange(N), y])),
 }
 
 
@@ -104,6 +143,31 @@ AFFINE = {
               lambda eta, y: np.array([
                   mean_gamma_deviance([yi], [np.exp(ei)]) / 2 for ei, yi in zip(eta, y)]),
               2.5, lambda y: scipy.special.gammaln(2.5) - 2.5 * np.log(2.5) + 2.5 + np.log(y)),
+    "binomial": (families.binomial(TRIALS), {},
+                 # optax's log loss of the observed proportion, times the trials
+                 lambda eta, y: optax.losses.sigmoid_binary_cross_entropy(eta, y / TRIALS),
+                 TRIALS, lambda y: -np.log(scipy.special.comb(TRIALS, y))),
+    "negative_binomial": (families.negative_binomial(), {"alpha": 0.7},
+                          # half of statsmodels' NB2 unit deviance (its resid_dev squared)
+                          lambda eta, y: sm.families.NegativeBinomial(alpha=0.7).resid_dev(
+                              np.asarray(y), np.exp(np.asarray(eta))) ** 2 / 2,
+                          1.0, lambda y: (scipy.special.gammaln(y + 1)
+                                          + scipy.special.gammaln(1 / 0.7)
+                                          - scipy.special.gammaln(y + 1 / 0.7)
+                                          - np.log(1 / 0.7) / 0.7 - scipy.special.xlogy(y, y)
+                                          + (y + 1 / 0.7) * np.log(y + 1 / 0.7))),
+    "beta": (families.beta(), {"precision": 4.5},
+             # log B(mu phi, (1 - mu) phi) - mu phi logit(y), by scipy
+             lambda eta, y: (scipy.special.betaln(scipy.special.expit(eta) * 4.5,
+                                                  scipy.special.expit(-eta) * 4.5)
+                             - scipy.special.expit(eta) * 4.5 * scipy.special.logit(y)),
+             1.0, lambda y: np.log(y) + np.log1p(-y) - 4.5 * np.log1p(-y)),
+    "ordinal": (families.ordinal(), {"cutpoints": CUTS},
+                # scikit-learn's log loss of the class probabilities, observation by observation
+                lambda eta, y: np.array([
+                    log_loss([yi], [p], labels=range(4)) for p, yi in
+                    zip(_ordinal_probs(np.asarray(eta)), np.asarray(y))]),
+                1.0, lambda y: 0.0),
 }
 
 
@@ -163,6 +227,11 @@ def test_fixed_scale_with_a_prior_is_ambiguous():
     (families.poisson(), [0, 3, -1], r"non-negative integers; found the values \{-1.0\}"),
     (families.poisson(), [0, 1.5, 2], r"non-negative integers; found the values \{1.5\}"),
     (families.gaussian(), [0.0, np.nan], r"non-finite"),
+    (families.binomial(2), [0, 3, 1], r"integers in 0..trials; 1 of 3 are not"),
+    (families.negative_binomial(), [0, 1.5], r"negative_binomial counts must be non-negative"),
+    (families.beta(), [0.0, 0.5], r"strictly between 0 and 1; found 1 value"),
+    (families.ordinal(), [0, 1, 3], r"ordinal labels must be 0..K-1 with every class"),
+    (families.ordinal(num_classes=3), [0, 1, 3], r"labels up to 3"),
 ])
 def test_label_validation_says_what_was_found(family, y, message):
     with pytest.raises(ValueError, match=message):
@@ -246,3 +315,64 @@ def test_gamma_checks_its_response_and_link():
         families.gamma().validate(np.array([1.0, 0.0, 2.0]))
     with pytest.raises(ValueError, match="link must be 'inverse' or 'log'"):
         families.gamma("identity")
+
+
+def test_ordinal_log_probabilities_stay_exact_in_the_tails():
+    """Far from the cut points the class probabilities are tiny differences of numbers near
+    0 or 1; the reference takes each difference on the side where it is not a cancellation
+    (scipy's expit of the arguments, or of their negatives; log_expit for the end classes).
+    NumPyro's OrderedLogistic gives log(1) = 0 for the first class at eta = -40."""
+    cuts = np.array([-1.0, 0.5, 2.0])
+    eta = np.array([-60.0, -40.0, -3.0, 0.0, 3.0, 40.0, 60.0])
+    family = families.ordinal()
+    for k in range(4):
+        got = np.asarray(family.log_prob(jnp.asarray(eta), jnp.full(eta.shape, k),
+                                         {"cutpoints": jnp.asarray(cuts)}))
+        a = np.r_[-np.inf, cuts][k] - eta
+        b = np.r_[cuts, np.inf][k] - eta
+        if k == 0:
+            expected = scipy.special.log_expit(b)
+        elif k == 3:
+            expected = scipy.special.log_expit(-a)
+        else:
+            upper_tail = a > 0  # both near 1: 1 - F(a) and 1 - F(b) are the small numbers
+            with np.errstate(divide="ignore"):  # np.where evaluates both sides
+                expected = np.where(upper_tail,
+                                    np.log(scipy.special.expit(-a) - scipy.special.expit(-b)),
+                                    np.log(scipy.special.expit(b) - scipy.special.expit(a)))
+        np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=f"class {k}")
+        grad = jax.grad(lambda e: family.log_prob(e, jnp.full(eta.shape, k),
+                                                  {"cutpoints": jnp.asarray(cuts)}).sum())(
+            jnp.asarray(eta))
+        assert np.all(np.isfinite(grad))
+
+
+def test_binomial_gradient_is_exact_at_logit_zero():
+    """d log p / d eta = y - n sigmoid(eta), also at eta = 0 exactly (NumPyro's
+    BinomialLogits has a kink there, as its BernoulliLogits)."""
+    trials = np.array([1.0, 4.0, 7.0, 7.0])
+    y = np.array([0.0, 1.0, 7.0, 3.0])
+    eta = jnp.zeros(4)
+    grad = jax.grad(lambda e: families.binomial(trials).log_prob(e, jnp.asarray(y)).sum())(eta)
+    np.testing.assert_allclose(grad, y - trials / 2, rtol=1e-15)
+
+
+def test_mean_response_and_class_probabilities(rng):
+    """Family.mean: the inverse link (scipy's expit, exp, 1/eta), the success probability of
+    a binomial, softmax and cumulative-logit class probabilities."""
+    eta = rng.normal(size=N)
+    expit = scipy.special.expit(eta)
+    np.testing.assert_allclose(families.bernoulli().mean(eta), expit, rtol=1e-14)
+    np.testing.assert_allclose(families.binomial(TRIALS).mean(eta), expit, rtol=1e-14)
+    np.testing.assert_allclose(families.beta().mean(eta, {"precision": 3.0}), expit, rtol=1e-14)
+    np.testing.assert_allclose(families.poisson().mean(eta), np.exp(eta), rtol=1e-14)
+    np.testing.assert_allclose(families.negative_binomial().mean(eta, {"alpha": 0.3}),
+                               np.exp(eta), rtol=1e-14)
+    np.testing.assert_allclose(families.gamma("inverse").mean(eta + 3, {"shape": 2.0}),
+                               1 / (eta + 3), rtol=1e-14)
+    np.testing.assert_allclose(families.student_t().mean(eta, {"nu": 0.5, "sigma": 1.0}), eta)
+    logits = rng.normal(size=(N, 3))
+    np.testing.assert_allclose(families.categorical().mean(logits),
+                               scipy.special.softmax(logits, axis=1), rtol=1e-14)
+    np.testing.assert_allclose(families.ordinal().mean(eta, {"cutpoints": CUTS}),
+                               _ordinal_probs(eta), rtol=1e-12)

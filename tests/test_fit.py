@@ -126,6 +126,25 @@ def test_l2_logistic_equals_sklearn(cancer, cancer_glm, C):
     np.testing.assert_allclose(est.params["intercept"], sk.intercept_[0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("C", [0.01, 0.1])
+def test_l1_logistic_equals_sklearn_saga(cancer, C):
+    """LogisticRegression(C, l1_ratio=1, solver="saga") = the MAP under Laplace(0, C), by
+    FISTA: the same exact zeros, the nonzeros to 1e-5 relative (saga, a stochastic solver,
+    is run to tol=1e-12; it leaves the intercept unpenalized, as glm's flat intercept)."""
+    X, y = cancer
+    model, data = mm.glm(X, y, family=families.bernoulli(),
+                         prior=priors.from_logistic(C, penalty="l1"))
+    est = mm.fit(model, data)
+    assert est.solver == "fista" and est.converged, est.message
+    sk = _quiet(LogisticRegression(C=C, l1_ratio=1.0, solver="saga", tol=1e-12,
+                                   max_iter=200_000, random_state=0), X, y)
+    beta = np.asarray(est.params["beta"])
+    assert 0 < np.sum(beta != 0.0) < beta.size  # some exact zeros, some not
+    np.testing.assert_array_equal(beta == 0.0, sk.coef_[0] == 0.0)
+    np.testing.assert_allclose(beta, sk.coef_[0], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(est.params["intercept"], sk.intercept_[0], rtol=1e-5)
+
+
 def test_logistic_mle_equals_sklearn_c_inf(rng):
     """LogisticRegression(C=np.inf) is the MLE: a flat prior; 1e-6 relative."""
     X = rng.normal(size=(400, 4))
@@ -259,15 +278,24 @@ def test_max_steps_reported(diabetes):
 # --------------------------------------------------------------------------------------------
 
 
-def _counting_model(d, counter):
-    def log_likelihood(params, data):
-        counter.append(1)
-        eta = data["X"] @ params["beta"] + params["intercept"]
-        return dist.Bernoulli(logits=eta).log_prob(data["y"])
+_COUNTING = {}
 
+
+def _counting_model(d, counter, tau=1.0):
+    """A Bernoulli model whose log-likelihood counts its traces. One function per counter,
+    so that the models of one counter share their programs (mlemap._programs) and those of
+    another do not."""
+    if id(counter) not in _COUNTING:
+        def log_likelihood(params, data):
+            counter.append(1)
+            eta = data["X"] @ params["beta"] + params["intercept"]
+            return dist.Bernoulli(logits=eta).log_prob(data["y"])
+
+        _COUNTING.clear()  # the last counter's function only
+        _COUNTING[id(counter)] = log_likelihood
     return mm.Model(
-        {"intercept": mm.Param(), "beta": mm.Param((d,), prior=dist.Normal(0.0, 1.0))},
-        log_likelihood,
+        {"intercept": mm.Param(), "beta": mm.Param((d,), prior=dist.Normal(0.0, tau))},
+        _COUNTING[id(counter)],
     )
 
 
@@ -287,22 +315,67 @@ def test_one_compiled_function_serves_every_dataset(rng):
 
 
 def test_a_model_and_its_programs_are_freed_with_it(rng):
-    """fit and laplace keep their compiled programs on the model: once the user drops the
-    model, the garbage collector frees both (a module-level cache keyed by the model, whose
-    programs refer to it, kept every model of a loop over datasets alive)."""
+    """fit and laplace keep their compiled programs with the model's structure, which the
+    model holds: once the user drops the last model of that structure, the garbage collector
+    frees the model and the programs (a module-level cache keyed by the model, whose
+    programs refer to it, kept every model of a loop over datasets alive). The programs are
+    no longer the model's own (models of the same structure share them), hence a check of
+    the program keys with <= and of the programs' own lifetime."""
     import gc
     import weakref
 
     X, y = rng.normal(size=(6, 40, 2)), rng.normal(size=(6, 40))
-    model, data = mm.glm(X[0], y[0], family=mm.families.gaussian(), prior=dist.Normal(0, 1))
+    # A structure of its own: no other test's model shares it.
+    model, data = mm.glm(X[0], y[0], family=mm.families.gaussian(sigma=0.731),
+                         prior=dist.Normal(0, 1))
     mm.fit(model, data)
     mm.fit(model, {"X": X, "y": y}, batch="data")
     mm.laplace(model, data)
-    assert {key[0] for key in model._programs} == {"checked layouts", "fit", "laplace"}
+    assert {"checked layouts", "fit", "laplace"} <= {key[0] for key in model._programs}
     alive = weakref.ref(model)
-    del model
+    solve = next(v for k, v in model._programs.items() if k[:2] == ("fit", "solve"))
+    program_alive = weakref.ref(solve)
+    del model, solve
     gc.collect()
     assert alive() is None
+    assert program_alive() is None
+
+
+def test_five_glms_of_the_same_structure_compile_once(diabetes, compiles):
+    """A user's loop over five ridge alphas, a new mm.glm each time: the first glm + fit
+    compiles, the next four run its programs (their priors differ only in scale, and priors
+    are arguments). Each MAP is still scikit-learn's Ridge at its own alpha."""
+    X, y = diabetes
+    counts = []
+    first = None
+    for alpha in (0.01, 0.1, 1.0, 10.0, 100.0):
+        before = compiles()
+        model, data = mm.glm(X, y, family=families.gaussian(sigma=1.0),
+                             prior=priors.from_ridge(alpha))
+        est = mm.fit(model, data)
+        counts.append(compiles() - before)
+        first = first or model
+        assert model._programs is first._programs
+        sk = Ridge(alpha=alpha, solver="cholesky").fit(X, y)
+        np.testing.assert_allclose(est.params["beta"], sk.coef_, rtol=1e-7)
+    assert counts[0] > 0 and counts[1:] == [0, 0, 0, 0], counts
+
+
+def test_models_from_the_same_functions_and_params_share_programs(rng):
+    """Two mm.Model built from the same log-likelihood function and equal Params (priors of
+    other scales): the log-likelihood is traced for the first fit only, and each MAP is
+    scikit-learn's LogisticRegression(C = tau^2) at its own prior."""
+    counter = []
+    X = rng.normal(size=(200, 3))
+    y = (rng.uniform(size=200) < 1 / (1 + np.exp(-X @ np.array([1.0, -1.0, 0.5])))).astype(float)
+    traced = None
+    for tau in (0.5, 1.0, 2.0):
+        model = _counting_model(3, counter, tau=tau)
+        est = mm.fit(model, {"X": X, "y": y})
+        traced = traced or len(counter)
+        assert len(counter) == traced
+        sk = _quiet(LogisticRegression(C=tau**2, solver="newton-cholesky", tol=1e-14), X, y)
+        np.testing.assert_allclose(est.params["beta"], sk.coef_[0], rtol=1e-6)
 
 
 def test_batched_datasets_equal_separate_fits(rng):

@@ -82,3 +82,20 @@ def test_code_and_docs_do_not_cite_the_shared_folder():
     offenders = [str(p.relative_to(ROOT)) for p in places if "../shared" in p.read_text()
                  or "shared/reference" in p.read_text()]
     assert not offenders, offenders
+
+
+def test_the_library_imports_neither_scikit_learn_nor_statsmodels():
+    """They are the references of the experiments and tests, installed as extras
+    (pyproject.toml's ``experiments`` and ``test``), not dependencies of the library."""
+    import tomllib
+
+    imports = re.compile(r"^\s*(?:from|import)\s+(sklearn|statsmodels)\b", re.MULTILINE)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "src").rglob("*.py")
+                 if imports.search(p.read_text())]
+    assert not offenders, offenders
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = " ".join(project["dependencies"])
+    assert "scikit-learn" not in core and "statsmodels" not in core
+    for extra in ("experiments", "test"):
+        listed = " ".join(project["optional-dependencies"][extra])
+        assert "scikit-learn" in listed and "statsmodels" in listed, extra

@@ -118,3 +118,35 @@ def test_conditional_prior_is_checked_when_the_model_is_built():
     with pytest.raises(TypeError, match="conditional prior of 's' failed"):
         mm.Model({"s": mm.Param(prior=lambda p: dist.Normal(p["missing"], 1.0))},
                  lambda p, d: jnp.zeros(1))
+
+
+def test_named_axes_name_the_entries():
+    """Param.dims and Model.coords (ArviZ's dims and coords) name the entries; an unlabelled
+    or unnamed axis is numbered."""
+    model = mm.Model(
+        {"beta": mm.Param((2,), dims=("coef",)),
+         "W": mm.Param((2, 2), dims=("coef", "k")),
+         "p": mm.Param((3,), constraints.simplex, dims=("cls",)),
+         "sigma": mm.Param((), constraints.positive)},
+        lambda p, d: jnp.zeros(1), coords={"coef": ["educ", "age"], "cls": ["a", "b", "c"]})
+    assert model.flat_names() == ["beta[educ]", "beta[age]", "W[educ,0]", "W[educ,1]",
+                                  "W[age,0]", "W[age,1]", "p[a]", "p[b]", "p[c]", "sigma"]
+    # A simplex has 2 coordinates for 3 entries: numbered, not labelled.
+    assert model.unconstrained_names() == ["beta[educ]", "beta[age]", "W[educ,0]", "W[educ,1]",
+                                           "W[age,0]", "W[age,1]", "p[0]", "p[1]", "sigma"]
+    unnamed = mm.Model({"beta": mm.Param((2,))}, lambda p, d: jnp.zeros(1))
+    assert unnamed.flat_names() == ["beta[0]", "beta[1]"] and unnamed.coords == {}
+
+
+@pytest.mark.parametrize("make,error,message", [
+    (lambda: mm.Param((2,), dims=("a", "b")), ValueError, r"must name every axis of the shape"),
+    (lambda: mm.Model({"b": mm.Param((2,), dims=("coef",))}, lambda p, d: jnp.zeros(1),
+                      coords={"coef": ["x", "y", "z"]}), ValueError, r"has 3 labels but"),
+    (lambda: mm.Model({"b": mm.Param((2,), dims=("coef",))}, lambda p, d: jnp.zeros(1),
+                      coords={"coef": ["x", "x"]}), ValueError, r"repeated labels"),
+    (lambda: mm.Model({"b": mm.Param((2,))}, lambda p, d: jnp.zeros(1), coords=["x"]),
+     TypeError, r"coords must be a dict"),
+])
+def test_bad_names_are_refused(make, error, message):
+    with pytest.raises(error, match=message):
+        make()

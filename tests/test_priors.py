@@ -65,6 +65,25 @@ def test_logistic_C_is_tau2(rng):
     np.testing.assert_allclose(priors.to_logistic(priors.from_logistic(C)), C)
 
 
+def test_l1_logistic_C_is_b(rng):
+    """LogisticRegression(C, l1_ratio=1): ||w||_1 + C sum logloss = C * (nlp) + constant with
+    a Laplace(0, C) prior."""
+    X, y = rng.normal(size=(N, D)), rng.integers(0, 2, size=N)
+    C = 0.4
+    prior = priors.from_logistic(C, penalty="l1")
+    assert isinstance(prior, dist.Laplace) and float(prior.scale) == C
+    model, data = mm.glm(X, y, family=families.bernoulli(), prior=prior)
+
+    def logistic(b, w):
+        p = 1 / (1 + np.exp(-(X @ w + b)))
+        return np.sum(np.abs(w)) + C * log_loss(y, p, normalize=False)
+
+    _assert_affine(logistic, model, data, C, rng)
+    np.testing.assert_allclose(priors.to_logistic(prior), C)
+    with pytest.raises(ValueError, match="penalty must be 'l2'"):
+        priors.from_logistic(C, penalty="elasticnet")
+
+
 def test_poisson_alpha_is_one_over_n_tau2(rng):
     X, y = rng.normal(size=(N, D)) * 0.3, rng.poisson(2.0, size=N)
     alpha = 0.02

@@ -248,6 +248,17 @@ def star98():
     return make_case(model, data, star98_reference(X, successes, failures))
 
 
+@pytest.fixture(scope="module")
+def star98_glm():
+    """The same binomial as ``mm.glm(family=binomial(trials))``: the trials in
+    ``data["trials"]``."""
+    ds = sm.datasets.star98.load_pandas()
+    X = ds.exog.to_numpy(float)
+    successes, failures = (ds.endog[c].to_numpy(float) for c in ("NABOVE", "NBELOW"))
+    model, data = mm.glm(X, successes, family=mm.families.binomial(successes + failures))
+    return make_case(model, data, star98_reference(X, successes, failures))
+
+
 # --------------------------------------------------------------------------------------------
 # scotland: Gamma, inverse and log links, shape learned
 # --------------------------------------------------------------------------------------------
@@ -564,6 +575,17 @@ def randhie_nb2(randhie_nb2_reference):
     return make_case(model, {"X": jnp.asarray(X), "y": jnp.asarray(y)}, randhie_nb2_reference[0])
 
 
+@pytest.fixture(scope="module")
+def randhie_nb2_glm(randhie_nb2_reference):
+    """The same NB2 as ``mm.glm(family=negative_binomial())`` (its default prior on alpha is
+    off for method="mle"). Its log-probability is written with log-gamma functions, as
+    statsmodels writes it, so the reference log-likelihood is statsmodels' own ``llf``."""
+    X, y = load("randhie")
+    model, data = mm.glm(X, y, family=mm.families.negative_binomial())
+    reference, statsmodels_llf = randhie_nb2_reference
+    return make_case(model, data, dataclasses.replace(reference, log_likelihood=statsmodels_llf))
+
+
 # --------------------------------------------------------------------------------------------
 # spector (logit) and cpunish (Poisson GLM)
 # --------------------------------------------------------------------------------------------
@@ -602,8 +624,9 @@ def cpunish():
 # The checks, case by case
 # --------------------------------------------------------------------------------------------
 
-CASES = ["star98", "scotland_inverse", "scotland_log", "scotland_log_custom", "anes96",
-         "stackloss", "randhie_poisson", "randhie_nb2", "spector", "cpunish"]
+CASES = ["star98", "star98_glm", "scotland_inverse", "scotland_log", "scotland_log_custom",
+         "anes96", "stackloss", "randhie_poisson", "randhie_nb2", "randhie_nb2_glm", "spector",
+         "cpunish"]
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -255,6 +255,35 @@ def test_same_shapes_do_not_recompile(chain_method, init, normal_data):
     assert 2.0 < shift < 3.1  # the new data is used: the posterior moved with it
 
 
+def test_five_glms_of_the_same_structure_sample_with_one_compilation(compiles):
+    """A user's loop over five prior scales (or folds), a new mm.glm each time: the first
+    glm + sample compiles (its MAP start included), the next four run the same executables.
+    Each posterior is still its own: the conjugate Gaussian posterior of a known-sigma linear
+    regression under a N(0, tau^2) prior on beta and a flat intercept, within MC error."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 2))
+    settings = dict(FAST, num_warmup=200, num_samples=300, num_chains=2,
+                    chain_method="vectorized")
+    counts = []
+    for fold, tau in enumerate((0.1, 0.3, 1.0, 3.0, 10.0)):
+        y = X @ np.array([1.0, -0.5]) + 0.3 + rng.normal(size=40)  # new data, same shapes
+        before = compiles()
+        model, data = mm.glm(X, y, family=mm.families.gaussian(sigma=1.0),
+                             prior=dist.Normal(0.0, tau))
+        dt, _ = recorded(lambda: mm.sample(model, data, seed=fold, **settings))
+        counts.append(compiles() - before)
+        design = np.column_stack([np.ones(40), X])
+        precision = design.T @ design + np.diag([0.0, tau**-2, tau**-2])
+        cov = np.linalg.inv(precision)
+        mean = cov @ design.T @ y
+        beta = dt.posterior["beta"].values
+        for j in range(2):
+            within_mc_error(beta[..., j], mean[j + 1], np.sqrt(cov[j + 1, j + 1]))
+        if fold:
+            assert dt.attrs["compile_seconds"] == 0
+    assert counts[0] > 0 and counts[1:] == [0, 0, 0, 0], counts
+
+
 @pytest.mark.slow
 def test_same_seed_same_draws_and_progress(normal_model, normal_data, capsys):
     a = mm.sample(normal_model, normal_data, init="prior", seed=7, **FAST)

@@ -4,14 +4,16 @@ Every common loss is a negative log-likelihood and every common regularizer a lo
 MAP = MLE + prior. The package, in the order of its flow:
 
 - model     ``_model`` (Model, Param: the flat unconstrained vector), ``_density`` (the three
-            log-densities), ``families``/``priors``/``glm`` (losses and penalties as models);
+            log-densities), ``families``/``priors``/``glm`` (losses and penalties as models;
+            ``_glm`` a glm's structure), ``_numpyro`` (``from_numpyro``: NumPyro models);
 - solvers   ``solvers`` (one interface, one loop, a registry: lbfgs, newton, fista, polish);
 - fit       ``_fit`` (check -> solve -> diagnose) with ``_diagnose`` (what an end point means);
 - laplace   ``_laplace`` (Gaussian at the mode, delta method, Pareto-k);
 - sample    ``_sample`` (coordinator), ``_starts``, ``_nuts`` (NumPyro's NUTS), ``_draws``;
+- results   ``_summary`` (statsmodels' coefficient table), ``_predict`` (glm predictions);
 - compare   ``_compare``, ``_sweep``, ``plots``, all reading ``_flat`` views;
 - shared    ``_data`` (the data check), ``_checks`` (arguments), ``_programs`` (the compiled-
-            program store, one per model), ``_shard`` (devices and processes).
+            program store, one per model structure), ``_shard`` (devices and processes).
 """
 
 from mlemap import families, priors, solvers
@@ -21,14 +23,18 @@ from mlemap._diagnose import Status
 from mlemap._fit import FitError, FitWarning, PointEstimate, fit
 from mlemap._laplace import LaplaceApprox, LaplaceWarning, laplace
 from mlemap._model import Model, Param
+from mlemap._numpyro import from_numpyro
+from mlemap._predict import predict
 from mlemap._sample import SamplingWarning, sample
 from mlemap._shard import shard
+from mlemap._summary import Summary, summary
 from mlemap._sweep import prior_sweep
 from mlemap.glm import glm
 
 __all__ = [
     "Model",
     "Param",
+    "from_numpyro",
     "log_density_fn",
     "families",
     "priors",
@@ -44,6 +50,9 @@ __all__ = [
     "LaplaceWarning",
     "sample",
     "SamplingWarning",
+    "summary",
+    "Summary",
+    "predict",
     "compare",
     "compare_losses",
     "prior_sweep",

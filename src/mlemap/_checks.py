@@ -17,7 +17,7 @@ from numpyro.distributions import Distribution
 from mlemap._model import Model, check_param_names
 
 
-def _describe_values(values: np.ndarray, limit: int = 8) -> str:
+def describe_values(values: np.ndarray, limit: int = 8) -> str:
     unique = np.unique(values)
     shown = ", ".join(repr(v.item()) for v in unique[:limit])
     more = f", ... ({unique.size} distinct)" if unique.size > limit else ""
@@ -85,41 +85,41 @@ def binary_labels(y) -> np.ndarray:
     ok = (y == 0) | (y == 1)
     if not ok.all():
         raise ValueError(
-            f"bernoulli labels must be 0 or 1; found the values {_describe_values(y)}. "
+            f"bernoulli labels must be 0 or 1; found the values {describe_values(y)}. "
             "Recode them, e.g. y = (y == positive_class).astype(int) for labels {1, 2} or "
             "(y + 1) / 2 for labels {-1, 1}."
         )
     return y
 
 
-def class_labels(y, num_classes: int | None) -> tuple[np.ndarray, int]:
-    """Categorical labels: integers 0..K-1. Returns the labels as int32 and K."""
+def class_labels(y, num_classes: int | None, what: str = "categorical"
+                 ) -> tuple[np.ndarray, int]:
+    """Class labels (categorical, ordinal): integers 0..K-1. Returns them as int32 and K."""
     y = as_float_array("y", y, ndim=1)
     integer = np.all(y == np.round(y))
     if not integer or (y.size and y.min() < 0):
         raise ValueError(
-            "categorical labels must be integers 0..K-1; found the values "
-            f"{_describe_values(y)}. Encode classes with e.g. "
+            f"{what} labels must be integers 0..K-1; found the values "
+            f"{describe_values(y)}. Encode classes with e.g. "
             "sklearn.preprocessing.LabelEncoder or numpy.unique(y, return_inverse=True)[1]."
         )
     observed = int(y.max()) + 1 if y.size else 0
     k = observed if num_classes is None else int(num_classes)
     if k < 2:
         raise ValueError(
-            f"categorical needs at least 2 classes; found {k}. Use bernoulli for two classes "
-            "or check the labels."
+            f"{what} needs at least 2 classes; found {k}. Check the labels."
         )
     if observed > k:
         raise ValueError(
-            f"categorical(num_classes={k}) got labels up to {observed - 1}; labels must lie "
+            f"{what}(num_classes={k}) got labels up to {observed - 1}; labels must lie "
             f"in 0..{k - 1}. Raise num_classes or recode the labels."
         )
     if num_classes is None:
-        every_class_present(y[None, :], k)
+        every_class_present(y[None, :], k, what)
     return y.astype(np.int32), k
 
 
-def every_class_present(y, num_classes: int) -> None:
+def every_class_present(y, num_classes: int, what: str = "categorical") -> None:
     """Every class ``0..K-1`` observed in each row of ``y`` ``(B, n)`` (one row: one dataset)."""
     present = np.zeros((y.shape[0], num_classes), bool)
     present[np.repeat(np.arange(y.shape[0]), y.shape[1]), y.reshape(-1).astype(int)] = True
@@ -127,12 +127,12 @@ def every_class_present(y, num_classes: int) -> None:
         row, missing = np.nonzero(~present)
         where = f" in dataset {row[0]}" if y.shape[0] > 1 else ""
         raise ValueError(
-            f"categorical labels must be 0..K-1 with every class observed; class "
+            f"{what} labels must be 0..K-1 with every class observed; class "
             f"{missing[0]} has no observation{where} (labels found: "
-            f"{_describe_values(y[row[0]])}). The number of classes is taken from the largest "
+            f"{describe_values(y[row[0]])}). The number of classes is taken from the largest "
             "label, so labels 1..K read as K+1 classes with class 0 empty. Encode the classes "
             "as 0..K-1 with numpy.unique(y, return_inverse=True)[1] (or sklearn's "
-            "LabelEncoder), or give categorical(num_classes=K) to keep an empty class."
+            f"LabelEncoder), or give {what}(num_classes=K) to keep an empty class."
         )
 
 
@@ -143,23 +143,46 @@ def positive_response(y) -> np.ndarray:
     if bad.any():
         raise ValueError(
             f"gamma responses must be positive; found {int(bad.sum())} value(s) <= 0, e.g. "
-            f"{_describe_values(y[bad])}. Drop or shift them, or use a family whose support "
+            f"{describe_values(y[bad])}. Drop or shift them, or use a family whose support "
             "includes them (gaussian, poisson for counts)."
         )
     return y
 
 
-def count_labels(y) -> np.ndarray:
-    """Poisson counts: non-negative integers."""
+def count_labels(y, what: str = "poisson") -> np.ndarray:
+    """Counts (poisson, negative_binomial): non-negative integers."""
     y = as_float_array("y", y, ndim=1)
     bad = (y < 0) | (y != np.round(y))
     if bad.any():
         raise ValueError(
-            "poisson counts must be non-negative integers; found the values "
-            f"{_describe_values(y[bad])} among them. Model rates with an exposure offset, "
+            f"{what} counts must be non-negative integers; found the values "
+            f"{describe_values(y[bad])} among them. Model rates with an exposure offset, "
             "or use a gaussian family for continuous responses."
         )
     return y
+
+
+def per_observation(name: str, value, n: int) -> np.ndarray:
+    """An array of one finite number per observation, ``(n,)`` (a scalar is broadcast)."""
+    array = as_float_array(name, value)
+    if array.ndim == 0:
+        return np.full(n, float(array))
+    if array.shape != (n,):
+        raise ValueError(f"{name} must hold one value per observation, shape ({n},); got "
+                         f"shape {array.shape}.")
+    return array
+
+
+def observation_weights(weights) -> np.ndarray:
+    """Frequency weights: finite, non-negative, not all zero."""
+    weights = np.asarray(weights, dtype=float)
+    bad = ~(weights >= 0)
+    if bad.any():
+        raise ValueError(f"weights must be non-negative (a weight is the number of times a row "
+                         f"is observed); found {describe_values(weights[bad])}.")
+    if weights.size and not weights.any():
+        raise ValueError("weights are all zero: no observation counts. Give positive weights.")
+    return weights
 
 
 def positive_scalar(name: str, value) -> float:

@@ -26,8 +26,8 @@ import xarray as xr
 from mlemap._compare_table import CompareTable
 from mlemap._draws import LOG_LIKELIHOOD_VAR
 from mlemap._fit import PointEstimate
-from mlemap._flat import (SAMPLE_DIMS, check_names, estimate_values, flat_point,
-                          flatten_dataset, posterior_group)
+from mlemap._flat import (SAMPLE_DIMS, check_names, dataset_labels, estimate_values,
+                          flat_point, flatten_dataset, posterior_group)
 from mlemap._laplace import LaplaceApprox, curvature
 from mlemap._model import Model
 
@@ -101,11 +101,11 @@ def _mode_check(label: str, estimate, posterior: xr.DataTree) -> dict | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _mle_standard_errors(model: Model, data, mle: PointEstimate) -> dict[str, float]:
+def _mle_standard_errors(model: Model, data, mle: PointEstimate, labels) -> dict[str, float]:
     """The classical standard errors at the MLE, keyed by flat name: statsmodels' ``bse``
     (:func:`mlemap._laplace.curvature` with ``method="mle"``, without laplace's draws)."""
     std_errors = curvature(model, jax.tree.map(jnp.asarray, data), mle.position, "mle").std_errors
-    return flat_point(std_errors, list(model.params))
+    return flat_point(std_errors, list(model.params), labels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,7 +127,8 @@ def compare(
     """Point estimates (MLE, MAP) and Laplace approximations beside the NUTS posterior.
 
     One row per scalar parameter (``intercept``, ``beta[0]``, ``beta[1]``, ..., ``sigma``;
-    ``Model.flat_names()``), with columns
+    ``Model.flat_names()``: ``beta[educ]`` where the posterior labels the dim, as ``mm.glm``
+    on a DataFrame does), with columns
 
     - ``mean``, ``median``, ``sd``, ``{ci_kind}{100 ci_prob}_lb``/``_ub``: the posterior's,
       from ``arviz_stats.summary`` (default: the equal-tailed 89% interval, ``eti89``);
@@ -214,6 +215,7 @@ def compare(
 
     flat_post = flatten_dataset(post, names)
     labels = list(flat_post.data_vars)
+    axes = dataset_labels(post, names)  # the posterior's coords name every flat entry
     flat_tree = xr.DataTree.from_dict({"posterior": flat_post})
 
     # Posterior summaries: ArviZ's.
@@ -226,7 +228,7 @@ def compare(
     mean, sd = table["mean"].to_numpy(), table["sd"].to_numpy()
 
     for label, estimate in estimates.items():
-        point = flat_point(values[label], names)
+        point = flat_point(values[label], names, axes)
         x = np.array([point[k] for k in labels])
         table[label] = x
         # No ArviZ function gives the posterior CDF at a given point: the mid-rank empirical
@@ -236,12 +238,13 @@ def compare(
         ]
         table[f"{label}_z"] = (x - mean) / sd
         if isinstance(estimate, LaplaceApprox):
-            se = flat_point({k: np.asarray(v) for k, v in estimate.std_errors.items()}, names)
+            se = flat_point({k: np.asarray(v) for k, v in estimate.std_errors.items()}, names,
+                            axes)
             table[f"{label}_sd"] = [se[k] for k in labels]
             table[f"{label}_sd_ratio"] = table[f"{label}_sd"].to_numpy() / sd
             table[f"{label}_wasserstein"] = _wasserstein(flat_post, estimate, names, labels, seed)
 
-    _prior_pull(table, estimates, values, names, labels, model, data)
+    _prior_pull(table, estimates, values, names, labels, axes, model, data)
 
     if psense and {"log_prior", "log_likelihood"} <= set(posterior.children):
         sens = _psense(posterior, flat_post, labels)
@@ -288,19 +291,19 @@ def _wasserstein(flat_post, approx: LaplaceApprox, names, labels, seed) -> list[
     ]
 
 
-def _prior_pull(table, estimates, values, names, labels, model, data) -> None:
+def _prior_pull(table, estimates, values, names, labels, axes, model, data) -> None:
     mles = [k for k, e in estimates.items() if isinstance(e, PointEstimate) and e.method == "mle"]
     maps = [k for k, e in estimates.items()
             if isinstance(e, PointEstimate) and e.method == "map" and not e.jacobian]
     if len(mles) != 1 or not maps:
         return
     mle_label = mles[0]
-    mle = flat_point(values[mle_label], names)
+    mle = flat_point(values[mle_label], names, axes)
     se = None
     if model is not None:
-        se = _mle_standard_errors(model, data, estimates[mle_label])
+        se = _mle_standard_errors(model, data, estimates[mle_label], axes)
     for label in maps:
-        point = flat_point(values[label], names)
+        point = flat_point(values[label], names, axes)
         diff = np.array([point[k] - mle[k] for k in labels])
         table[f"{label}_pull_sd"] = diff / table["sd"].to_numpy()
         if se is not None:

@@ -12,9 +12,12 @@ density of the unconstrained coordinates, which NUTS samples and the Laplace app
 expands.
 
 Data and priors are *arguments* of every built function, never closure constants, so one
-compiled program serves every dataset of the same shapes and every prior scale of a sweep.
-NumPyro distributions are pytrees, so a dict of priors passes through ``jit`` and ``vmap``
-like any array.
+compiled program serves every dataset of the same shapes and every prior scale of a sweep,
+and every model of the same structure (:mod:`mlemap._programs`). NumPyro distributions are
+pytrees, so a dict of priors passes through ``jit`` and ``vmap`` like any array; a
+conditional prior (a function of the other parameters) is not an array and stays with the
+model: :func:`argument_priors` is what a program takes, :func:`merge_priors` inside it adds
+the model's conditional priors back.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from mlemap._model import Model, Params, Priors, _float_dtype, resolve_prior
+from mlemap._model import Model, Params, Priors, _float_dtype, _is_conditional, resolve_prior
 from mlemap._programs import program, signature
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "pointwise_log_likelihood_fn",
     "log_prior",
     "merge_priors",
+    "argument_priors",
     "log_density_terms",
     "check_log_likelihood",
 ]
@@ -67,6 +71,15 @@ def merge_priors(model: Model, *overrides: Mapping) -> dict:
     return priors
 
 
+def argument_priors(model: Model, *overrides: Mapping) -> dict:
+    """The priors that a compiled program takes as its argument: the model's own with the
+    ``overrides`` applied, every one a distribution or ``None`` (flat). Conditional priors
+    (functions of the other parameters) are left out: they are part of the model's
+    structure, and ``merge_priors(model, ...)`` inside the program adds them back."""
+    return {name: prior for name, prior in merge_priors(model, *overrides).items()
+            if not _is_conditional(prior)}
+
+
 def log_density_fn(
     model: Model, *, prior: bool = True, jacobian: bool = False
 ) -> Callable[..., Array]:
@@ -86,8 +99,9 @@ def log_density_fn(
     callable
         ``log_density(position, data, priors=None) -> scalar``, with ``position`` of shape
         ``(dim,)``, ``data`` the model's data pytree and ``priors`` a dict name ->
-        distribution (``None`` entries flat) defaulting to the model's own. A pure function:
-        ``jit`` and ``vmap`` it over positions, datasets or priors.
+        distribution (``None`` entries flat) replacing the model's own for the parameters it
+        names (default: the model's own). A pure function: ``jit`` and ``vmap`` it over
+        positions, datasets or priors.
 
     Examples
     --------
@@ -96,7 +110,7 @@ def log_density_fn(
     """
 
     def log_density(position, data, priors=None):
-        priors = model.priors if priors is None else priors
+        priors = model.priors if priors is None else merge_priors(model, priors)
         params = model.constrain(position)
         total = jnp.sum(model.log_likelihood(params, data))
         if prior:
@@ -133,9 +147,9 @@ def log_density_terms(model: Model, position, data, priors: Priors, *, prior: bo
 def check_log_likelihood(model: Model, data) -> int:
     """Check, without running it, that ``log_likelihood`` is pointwise: shape ``(n_obs,)``.
 
-    Uses ``jax.eval_shape`` (abstract evaluation) once per model and data layout (memoized on
-    the model, :mod:`mlemap._programs`), so a repeated fit on data of the same shapes costs
-    nothing here and traces nothing more.
+    Uses ``jax.eval_shape`` (abstract evaluation) once per model structure and data layout
+    (memoized with the structure's programs, :mod:`mlemap._programs`), so a repeated fit on
+    data of the same shapes costs nothing here and traces nothing more.
 
     Returns
     -------
@@ -150,7 +164,7 @@ def check_log_likelihood(model: Model, data) -> int:
     TypeError
         When it is not a floating-point array, or the function fails on the data.
     """
-    checked = program(model, ("checked layouts",), dict)
+    checked = program(model, ("checked layouts",), lambda _: {})
     layout = signature(data)
     if layout not in checked:
         checked[layout] = _pointwise_size(model, data)

@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 
 from mlemap._density import merge_priors
-from mlemap._model import Model, entry_name, resolve_prior
+from mlemap._model import Model, arviz_dims, entry_name, resolve_prior
 from mlemap._nuts import NutsTrace
 from mlemap._shard import to_host
 
@@ -117,9 +118,8 @@ def to_datatree(model, data, trace: NutsTrace, post, attrs):
         "acceptance_rate": to_host(trace.accept_prob),
         "step_size": to_host(trace.step_size),
     }
-    return arviz_base.from_dict(
+    tree = arviz_base.from_dict(
         {
-            "posterior": posterior,
             **groups,
             "sample_stats": sample_stats,
             "log_prior": {k: to_host(v) for k, v in log_prior.items()},
@@ -127,8 +127,15 @@ def to_datatree(model, data, trace: NutsTrace, post, attrs):
         },
         dims=dims,
         index_origin=0,
-        attrs={"/": attrs, "posterior": attrs, "sample_stats": attrs},
+        attrs={"/": attrs, "sample_stats": attrs},
     )
+    # The posterior on its own: a named parameter's dims (Param.dims) and labels (coords)
+    # are its own, while the log_prior group holds one scalar per parameter of the same name.
+    param_dims, coords = arviz_dims(model)
+    post = arviz_base.from_dict({"posterior": posterior}, dims=param_dims, coords=coords,
+                                index_origin=0, attrs={"posterior": attrs})
+    children = {"posterior": post["posterior"], **tree.children}
+    return xr.DataTree(tree.to_dataset(), children=dict(children))
 
 
 def _tree_depth(num_steps: np.ndarray) -> np.ndarray:
@@ -260,14 +267,18 @@ def drift_messages(model: Model, positions: np.ndarray, log_density: np.ndarray)
 
 
 def _flagged(ds, test) -> list[tuple[str, float]]:
-    """``(name[index], value)`` of every finite entry of a dataset for which ``test`` holds."""
+    """``(name[label], value)`` of every finite entry of a dataset for which ``test`` holds
+    (an entry named by its dims' coords, as ``Model.flat_names``)."""
     out = []
     for name, da in ds.data_vars.items():
         values = np.asarray(da)
+        labels = [da[d].values if d in da.coords else np.arange(n)
+                  for d, n in zip(da.dims, values.shape)]
         for index in np.ndindex(values.shape):
             v = float(values[index])
             if np.isfinite(v) and test(v):
-                out.append((entry_name(name, index), v))
+                out.append((entry_name(name, tuple(axis[i] for axis, i in zip(labels, index))),
+                            v))
     return out
 
 

@@ -33,8 +33,8 @@ from numpyro.distributions import Distribution, Laplace
 from numpyro.distributions.transforms import IdentityTransform
 
 from mlemap import _checks, solvers
-from mlemap._data import check_data
-from mlemap._density import check_log_likelihood, merge_priors
+from mlemap._data import as_arrays, check_data
+from mlemap._density import argument_priors, check_log_likelihood, merge_priors
 from mlemap._diagnose import EndPoint, Settings, Status, checks_uniqueness, diagnose
 from mlemap._model import Model
 from mlemap._solve import Layout, Problem, probe, solve
@@ -90,6 +90,9 @@ class PointEstimate(NamedTuple):
     solver : str
         A name of :data:`mlemap.solvers.REGISTRY` (``"lbfgs"``, ``"newton"``, ``"fista"``),
         or ``"optax"`` for a transformation given as ``optimizer``.
+    model : Model
+        The model fitted (its names, and for a glm its family: what ``mm.summary`` and
+        ``mm.predict`` read). A static leaf for ``jax.tree`` functions.
     """
 
     params: dict[str, Array]
@@ -104,6 +107,7 @@ class PointEstimate(NamedTuple):
     jacobian: bool
     n_obs: int
     solver: str
+    model: Model | None = None
 
     @property
     def converged(self) -> bool | np.ndarray:
@@ -220,8 +224,10 @@ def fit(
 
     Notes
     -----
-    One compiled program per (model, method, jacobian, solver, batch layout) serves every
-    dataset and prior of the same shapes: data and prior parameters are arguments.
+    One compiled program per (model structure, method, jacobian, solver, batch layout) serves
+    every dataset and prior of the same shapes, and every model of the same structure (e.g.
+    a new ``mm.glm`` per regularization strength or per fold): data and prior parameters are
+    arguments (:mod:`mlemap._programs`).
 
     Examples
     --------
@@ -269,8 +275,10 @@ def _check(model, data, method, jacobian, priors, solver, optimizer, init, max_s
         rtol=4.0 * eps if rtol is None else float(rtol),
         max_steps=int((50_000 if name == "fista" else 1000) if max_steps is None else max_steps),
     )
-    fixed, batched = ({}, priors) if batch_priors else (priors, {})
-    return Problem(layout, data, fixed, batched, u0, settings)
+    # Every non-conditional prior is an argument (the model's own too: models of the same
+    # structure share the programs), as arrays of the default float dtype.
+    fixed = as_arrays(argument_priors(model, {} if batch_priors else priors))
+    return Problem(layout, data, fixed, priors if batch_priors else {}, u0, settings)
 
 
 def _l1_names(model: Model, priors: Mapping, method: str) -> tuple[str, ...]:
@@ -329,7 +337,7 @@ def _estimate(model: Model, problem: Problem, end: EndPoint) -> PointEstimate:
         log_likelihood=scalar(host.log_likelihood), grad_norm=scalar(host.grad_norm),
         num_steps=scalar(host.num_steps), result=one(diagnosis.results),
         message=one(diagnosis.messages), method=layout.method, jacobian=layout.jacobian,
-        n_obs=n_obs, solver=layout.solver,
+        n_obs=n_obs, solver=layout.solver, model=model,
     )
 
 

@@ -1,5 +1,6 @@
 """Flat views of posteriors and estimates: one scalar per parameter entry, named like
-:meth:`Model.flat_names` (``beta[0]``, ``W[1,0]``, ``sigma``).
+:meth:`Model.flat_names` (``beta[0]``, ``W[1,0]``, ``sigma``; ``beta[educ]`` where the axis
+is labelled: a posterior's coords, a model's ``coords``).
 
 ``compare`` and the plots read every posterior and every estimate through these views, so
 that each table row and each panel carries the same name whatever the parameter's rank.
@@ -20,7 +21,7 @@ from mlemap._laplace import LaplaceApprox
 from mlemap._model import Model, entry_name
 
 __all__ = ["SAMPLE_DIMS", "flatten_dataset", "flat_point", "posterior_group",
-           "estimate_values", "check_names"]
+           "estimate_values", "check_names", "dataset_labels"]
 
 SAMPLE_DIMS = ("chain", "draw")
 
@@ -29,24 +30,43 @@ def flatten_dataset(ds: xr.Dataset, names: list[str]) -> xr.Dataset:
     """``{beta: (chain, draw, 2)} -> {beta[0]: (chain, draw), beta[1]: (chain, draw)}``.
 
     The flat layout makes every ArviZ table and plot label its rows ``beta[0]``, exactly as
-    ``Model.flat_names()`` does, whatever the parameter's rank.
+    ``Model.flat_names()`` does, whatever the parameter's rank; a dim with coords gives its
+    labels, ``beta[educ]``.
     """
     out = {}
+    labels = dataset_labels(ds, names)
     for name in names:
         da = ds[name]
         extra = [d for d in da.dims if d not in SAMPLE_DIMS]
         values = da.transpose(*SAMPLE_DIMS, *extra).values
         for index in np.ndindex(values.shape[2:]):
-            out[entry_name(name, index)] = (SAMPLE_DIMS, values[(slice(None), slice(None), *index)])
+            key = entry_name(name, _labels_at(labels[name], index))
+            out[key] = (SAMPLE_DIMS, values[(slice(None), slice(None), *index)])
     return xr.Dataset(out, coords={d: ds[d] for d in SAMPLE_DIMS})
 
 
-def flat_point(params: Mapping[str, Any], names: list[str]) -> dict[str, float]:
+def dataset_labels(ds: xr.Dataset, names: list[str]) -> dict[str, list[list]]:
+    """Per parameter, the labels of each axis after ``chain, draw``: the dim's coords (ArviZ
+    numbers an unlabelled dim 0..n-1, which is the index itself)."""
+    return {name: [list(ds[name][d].values.tolist()) if d in ds[name].coords
+                   else list(range(ds[name].sizes[d]))
+                   for d in ds[name].dims if d not in SAMPLE_DIMS] for name in names}
+
+
+def _labels_at(labels: list[list] | None, index: tuple) -> tuple:
+    return index if labels is None else tuple(axis[i] for axis, i in zip(labels, index))
+
+
+def flat_point(params: Mapping[str, Any], names: list[str],
+               labels: Mapping[str, list[list]] | None = None) -> dict[str, float]:
+    """``{beta: [1, 2]} -> {beta[0]: 1.0, beta[1]: 2.0}``; with ``labels`` (per parameter,
+    each axis's labels, e.g. from :func:`dataset_labels`), ``beta[educ]``."""
     out = {}
+    labels = labels or {}
     for name in names:
         value = np.asarray(params[name], dtype=float)
         for index in np.ndindex(value.shape):
-            out[entry_name(name, index)] = float(value[index])
+            out[entry_name(name, _labels_at(labels.get(name), index))] = float(value[index])
     return out
 
 

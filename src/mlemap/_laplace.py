@@ -29,9 +29,9 @@ import numpy as np
 import xarray as xr
 
 from mlemap._data import check_data
-from mlemap._density import check_log_likelihood, log_density_fn, merge_priors
+from mlemap._density import argument_priors, check_log_likelihood, log_density_fn
 from mlemap._fit import PointEstimate, Status, fit
-from mlemap._model import Model
+from mlemap._model import Model, arviz_dims
 from mlemap._programs import program
 
 __all__ = ["laplace", "LaplaceApprox", "LaplaceWarning", "curvature"]
@@ -62,7 +62,8 @@ class LaplaceApprox(NamedTuple):
         constraining map at :math:`\\hat u`; each of its parameter's shape.
     draws : xarray.DataTree or None
         ``num_draws`` constrained draws of :math:`q`, group ``posterior`` with dims
-        ``chain`` (1), ``draw`` and ``<name>_dim_<i>``: the layout of ``mm.sample``.
+        ``chain`` (1), ``draw`` and ``<name>_dim_<i>`` (or the parameter's ``dims`` and the
+        model's ``coords``): the layout of ``mm.sample``.
         ``None`` when the Hessian is not positive definite.
     pareto_k : float
         Pareto-k of :math:`\\log p - \\log q` over the draws (arviz_stats' PSIS): below 0.7
@@ -159,10 +160,8 @@ def laplace(
     _check_arguments(model, method, num_draws, seed)
     data, _ = check_data(data, model)
     check_log_likelihood(model, data)  # pointwise, checked before anything is traced
-    if priors is not None and method == "map":
-        priors = merge_priors(model, priors)
     mode = _mode(model, data, mode, method, priors, fit_kwargs)
-    priors = dict(model.priors) if priors is None else priors
+    priors = argument_priors(model, priors or {})  # every non-conditional one: arguments
     mean = jnp.asarray(mode.position)
     curv = curvature(model, data, mean, method, priors)
     names = model.unconstrained_names()
@@ -183,7 +182,9 @@ def laplace(
             f"laplace: Pareto-k of the importance ratios is {pareto_k:.2f} (> 0.7): the "
             "Gaussian is a poor approximation of this posterior. Sample it with mm.sample.",
             LaplaceWarning, stacklevel=2)
-    draws = arviz_base.from_dict({"posterior": {k: np.asarray(v)[None] for k, v in params.items()}})
+    dims, coords = arviz_dims(model)
+    draws = arviz_base.from_dict({"posterior": {k: np.asarray(v)[None] for k, v in params.items()}},
+                                 dims=dims, coords=coords)
     std_errors = {k: jnp.asarray(v) for k, v in curv.std_errors.items()}
     return LaplaceApprox(mode, mean, jnp.asarray(curv.cov), jnp.asarray(curv.hessian), std_errors,
                          draws, pareto_k, log_ratios, True, curv.condition_number, method, names)
@@ -238,7 +239,7 @@ def curvature(model: Model, data, position, method: str, priors: Mapping | None 
     condition number huge without making :math:`\\Sigma` any less accurate).
     """
     hessian_fn, jacobian_fn, _ = _programs(model, method)
-    priors = dict(model.priors) if priors is None else dict(priors)
+    priors = argument_priors(model, priors or {})
     hessian = np.asarray(hessian_fn(jnp.asarray(position), data, priors))
     hessian = 0.5 * (hessian + hessian.T)
     precision = -hessian
@@ -314,7 +315,7 @@ def _programs(model: Model, method: str):
     numpy calls: run op by op in JAX, each would compile a program of its own on first use.
     """
 
-    def build():
+    def build(model):  # the structure's skeleton (mlemap._programs)
         objective = log_density_fn(model, prior=(method == "map"), jacobian=(method == "map"))
         # The importance target: the density of the unconstrained coordinates (flat priors
         # for "mle": the likelihood as a posterior).

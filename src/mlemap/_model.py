@@ -6,6 +6,12 @@ to named, constrained parameters through NumPyro's ``biject_to`` (:meth:`Model.c
 :meth:`Model.unconstrain`) and names its entries (:meth:`Model.flat_names` for the
 constrained values, :meth:`Model.unconstrained_names` for the coordinates). The
 log-densities over that vector are built in :mod:`mlemap._density`.
+
+Names of entries: a parameter's axes may be named (``Param(dims=("coef",))``) and labelled
+(``Model(coords={"coef": ["educ", "age"]})``), ArviZ's dims and coords. An entry is then
+named by its labels, ``beta[educ]``, in every flat view (``flat_names``, ``compare``'s rows,
+``summary``) and the DataTrees of ``sample`` and ``laplace`` carry the dims and coords;
+an unlabelled axis is numbered from 0, ``beta[0]``.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ Array = jax.Array
 Params = dict[str, Array]
 Priors = dict[str, Distribution | None]
 
-__all__ = ["Param", "Model", "resolve_prior", "check_param_names", "entry_name"]
+__all__ = ["Param", "Model", "resolve_prior", "check_param_names", "entry_name", "axis_labels",
+           "arviz_dims"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,6 +60,9 @@ class Param:
         function ``params -> Distribution`` gives a *conditional* (hierarchical) prior on the
         other parameters' constrained values, e.g. ``lambda p: dist.Normal(p["mu"], p["tau"])``
         for Stan's ``theta ~ normal(mu, tau)``; it is checked when the Model is built.
+    dims : tuple of str, optional
+        A name for each axis (ArviZ's dims, e.g. ``("coef",)``); the labels of a named axis
+        are the model's ``coords`` of that name. Names only: the maths does not change.
 
     Examples
     --------
@@ -61,11 +71,13 @@ class Param:
     >>> beta = Param(shape=(3,), prior=dist.Normal(0.0, 1.0))
     >>> sigma = Param(constraint=constraints.positive, prior=dist.HalfNormal(1.0))
     >>> theta = Param(shape=(8,), prior=lambda p: dist.Normal(p["mu"], p["tau"]))
+    >>> beta = Param(shape=(2,), dims=("coef",))  # labelled by Model(coords={"coef": [...]})
     """
 
     shape: tuple[int, ...] = ()
     constraint: Constraint = dataclasses.field(default_factory=lambda: constraints.real)
     prior: Distribution | Callable[[Params], Distribution] | None = None
+    dims: tuple[str, ...] | None = None
 
     def __post_init__(self):
         shape = self.shape
@@ -97,6 +109,12 @@ class Param:
             ) from None
         if self.prior is not None and not _is_conditional(self.prior):
             _check_prior(self, self.prior)
+        if self.dims is not None:
+            dims = (self.dims,) if isinstance(self.dims, str) else tuple(self.dims)
+            if len(dims) != len(shape) or not all(isinstance(d, str) and d for d in dims):
+                raise ValueError(f"Param.dims must name every axis of the shape {shape} with a "
+                                 f"string (ArviZ's dims); got {self.dims!r}.")
+            object.__setattr__(self, "dims", dims)
 
     @property
     def transform(self) -> Transform:
@@ -200,10 +218,17 @@ class Model:
         For a parameter name, what it means, and what to do, when the log-density keeps
         increasing as that parameter runs off to infinity (e.g. a Student-t's ``nu``: the
         data look Gaussian). ``fit`` says it in the message of a fit without a maximum.
+    coords : dict[str, sequence], optional
+        Labels of the named axes of the parameters (``Param.dims``), ArviZ's coords: e.g.
+        ``{"coef": ["educ", "age"]}`` names ``beta``'s entries ``beta[educ]``,
+        ``beta[age]`` in ``flat_names``, ``compare``, ``summary`` and the DataTrees.
 
     Notes
     -----
-    Models compare and hash by identity, so a compiled function can be cached per model.
+    Models compare and hash by identity. Their compiled programs are kept per *structure*
+    (the functions, and the parameters' names, shapes and supports; not the values of the
+    priors, which are arguments): models of the same structure share them, and they are
+    freed with the last such model (:mod:`mlemap._programs`).
 
     Examples
     --------
@@ -220,9 +245,7 @@ class Model:
     check_data: Callable[[Any], None] | None = None
     init: Callable[[Any], Params] | None = None
     runaway_hints: Mapping[str, str] | None = None
-    # The compiled programs of this model and what was checked about it: see mlemap._programs.
-    _programs: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
-                                        compare=False)
+    coords: Mapping[str, Any] | None = None
 
     def __post_init__(self):
         if not isinstance(self.params, Mapping) or not self.params:
@@ -253,6 +276,7 @@ class Model:
                              f"parameters are {sorted(self.params)}.")
         object.__setattr__(self, "runaway_hints", hints)
         object.__setattr__(self, "params", dict(self.params))
+        object.__setattr__(self, "coords", _checked_coords(self.params, self.coords))
         conditional = {n: p for n, p in self.params.items() if _is_conditional(p.prior)}
         if conditional:
             # Check each conditional prior at the centre of the unconstrained space.
@@ -268,6 +292,19 @@ class Model:
                             "function params -> numpyro Distribution."
                         ) from error
                     _check_prior(param, prior)
+        # Find the structure's compiled programs now, while the model this one replaces in a
+        # loop (model, data = mm.glm(...)) still holds them: see mlemap._programs.
+        from mlemap._programs import structure_of  # _programs builds Models: import here
+
+        structure_of(self)
+
+    @property
+    def _programs(self) -> dict:
+        """The compiled programs of this model's structure, shared with the models of the
+        same structure, and what was checked about it: see :mod:`mlemap._programs`."""
+        from mlemap._programs import structure_of  # _programs builds Models: import here
+
+        return structure_of(self).programs
 
     # -- the flat unconstrained vector ------------------------------------------------------
 
@@ -318,22 +355,27 @@ class Model:
     def flat_names(self) -> list[str]:
         """Names of the *constrained* scalar entries: ``beta[0]``, ``W[1,0]``, ``sigma``.
 
-        Indices are written NumPy-style, in C order; a scalar parameter keeps its name.
+        Indices are written NumPy-style, in C order; a scalar parameter keeps its name; an
+        axis labelled by ``coords`` is written with its labels, ``beta[educ]``.
         """
-        return [entry_name(name, index) for name, p in self.params.items()
-                for index in itertools.product(*(range(s) for s in p.shape))]
+        return [entry_name(name, labels) for name in self.params
+                for labels in itertools.product(*axis_labels(self, name))]
 
     def unconstrained_names(self) -> list[str]:
         """Names of the ``dim`` coordinates of the flat vector: ``beta[0]``, ``sigma``.
 
         A coordinate is numbered along its parameter's flattened unconstrained value, which
         differs from the constrained shape for e.g. a simplex (``K`` entries, ``K - 1``
-        coordinates).
+        coordinates); where the two shapes agree, it is named as its entry
+        (``beta[educ]``).
         """
         names = []
         for name, p in self.params.items():
             if p.size == 1 and p.unconstrained_shape == ():
                 names.append(name)
+            elif p.unconstrained_shape == p.shape:
+                names.extend(entry_name(name, labels)
+                             for labels in itertools.product(*axis_labels(self, name)))
             else:
                 names.extend(f"{name}[{i}]" for i in range(p.size))
         return names
@@ -343,9 +385,55 @@ class Model:
         return [name for name, p in self.params.items() for _ in range(p.size)]
 
 
-def entry_name(name: str, index: tuple[int, ...]) -> str:
-    """The name of one entry of a parameter: ``name`` for a scalar, ``name[i,j]`` else."""
+# A model inside a result (PointEstimate.model) is a static node of the pytree: jax.tree
+# functions map over the result's arrays and leave the model as it is.
+jax.tree_util.register_static(Model)
+
+
+def entry_name(name: str, index: tuple) -> str:
+    """The name of one entry of a parameter: ``name`` for a scalar, ``name[i,j]`` else (the
+    index's entries, numbers or labels, as strings)."""
     return name if not index else f"{name}[{','.join(map(str, index))}]"
+
+
+def axis_labels(model: Model, name: str) -> list[list]:
+    """The labels of each axis of a parameter: its coords where the axis is named and
+    labelled, else ``0..size-1``."""
+    param, coords = model.params[name], model.coords or {}
+    dims = param.dims or (None,) * len(param.shape)
+    return [list(coords[dim]) if dim in coords else list(range(size))
+            for dim, size in zip(dims, param.shape)]
+
+
+def arviz_dims(model: Model) -> tuple[dict[str, list[str]], dict[str, list]]:
+    """``(dims, coords)`` for ``arviz_base.from_dict``: the named parameters' dims and the
+    labels of those dims (ArviZ numbers the others, ``beta_dim_0``)."""
+    dims = {name: list(p.dims) for name, p in model.params.items() if p.dims is not None}
+    used = {d for names in dims.values() for d in names}
+    coords = {d: list(labels) for d, labels in (model.coords or {}).items() if d in used}
+    return dims, coords
+
+
+def _checked_coords(params: Mapping[str, Param], coords) -> dict:
+    """``Model.coords``: each labelled dim as long as every axis it names, labels unique."""
+    if coords is None:
+        return {}
+    if not isinstance(coords, Mapping):
+        raise TypeError(f"Model.coords must be a dict dim -> labels; got {type(coords).__name__}.")
+    out = {}
+    for dim, labels in coords.items():
+        labels = list(np.asarray(labels).tolist()) if not isinstance(labels, list) else labels
+        if len(set(map(str, labels))) != len(labels):
+            raise ValueError(f"Model.coords[{dim!r}] has repeated labels; each entry needs its "
+                             "own name.")
+        out[dim] = labels
+    for name, p in params.items():
+        for dim, size in zip(p.dims or (), p.shape):
+            if dim in out and len(out[dim]) != size:
+                raise ValueError(
+                    f"Model.coords[{dim!r}] has {len(out[dim])} labels but parameter {name!r} "
+                    f"has {size} entries along that axis (shape {p.shape}, dims {p.dims}).")
+    return out
 
 
 def _float_dtype():

@@ -177,7 +177,7 @@ def run_nuts(model, settings, chain_method, rng_keys, positions, data, priors, p
     if chain_method == "sequential":
         program = compiled(
             model, ("sample", "nuts-chain", *static),
-            lambda: chains_fn(model, settings, batched=False),
+            lambda m: chains_fn(m, settings, batched=False),
             rng_keys[0], positions[0], data, priors,
         )
         progress(f"compiled in {program.compile_seconds:.1f} s")
@@ -198,10 +198,10 @@ def run_nuts(model, settings, chain_method, rng_keys, positions, data, priors, p
             positions = jax.device_put(positions, by_chain)
             data = jax.device_put(data, replicated)
             priors = jax.device_put(priors, replicated)
-            build = lambda: _parallel_fn(model, settings, mesh)  # noqa: E731
+            build = lambda m: _parallel_fn(m, settings, mesh)  # noqa: E731
             static = static + (num_devices,)
         else:
-            build = lambda: chains_fn(model, settings)  # noqa: E731
+            build = lambda m: chains_fn(m, settings)  # noqa: E731
         program = compiled(model, ("sample", f"nuts-{chain_method}", *static), build, rng_keys,
                            positions, data, priors)
         progress(f"compiled in {program.compile_seconds:.1f} s")

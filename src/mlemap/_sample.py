@@ -11,8 +11,9 @@ Laplace approximation, and maps each draw back with :math:`T` (NumPyro's ``bijec
 ``sample`` coordinates: check the arguments, find the starting points
 (:mod:`mlemap._starts`), run the chains (:mod:`mlemap._nuts`), assemble the DataTree and
 diagnose the draws (:mod:`mlemap._draws`). Calling it again on new data of the same shapes,
-or with priors of other scales but the same structure, runs the same executables, with no
-tracing and no compilation.
+or with priors of other scales but the same structure, or on another model of the same
+structure (a new ``mm.glm`` per fold), runs the same executables, with no tracing and no
+compilation.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from numpyro.distributions import Distribution
 
 from mlemap import _checks
 from mlemap._data import as_arrays, check_data
-from mlemap._density import check_log_likelihood
+from mlemap._density import argument_priors, check_log_likelihood
 from mlemap._draws import diagnostics, drift_messages, postprocess_fn, to_datatree, versions
 from mlemap._model import Model
 from mlemap._nuts import NutsSettings, default_chain_method, run_nuts
@@ -138,7 +139,9 @@ def sample(
         Built with ``arviz_base.from_dict``; ``C = num_chains``, ``S = num_samples``:
 
         - ``posterior``: each parameter ``(chain, draw, *shape)`` with dims
-          ``{name}_dim_{i}``, constrained, plus the quantities of ``model.derived``;
+          ``{name}_dim_{i}`` (or its ``Param.dims``, labelled by the model's ``coords``:
+          ``mm.glm`` on a DataFrame gives ``beta`` the dim ``coef`` with the column names),
+          constrained, plus the quantities of ``model.derived``;
         - ``log_likelihood`` (unless ``log_likelihood=False``): ``"log_likelihood"``
           ``(chain, draw, obs)``, the pointwise
           :math:`\\log p(y_i \\mid \\theta)` (what ``arviz_stats.loo`` reads);
@@ -186,7 +189,9 @@ def sample(
     _checks.sample_settings(num_warmup, num_samples, num_chains, target_accept, max_tree_depth,
                             chain_method, init, seed, log_likelihood)
     priors, _ = _checks.priors_override(model, priors, False)  # fit's checks and messages
-    priors = as_arrays(priors)  # the distributions' parameters as arrays of fixed dtypes
+    # Every non-conditional prior, the model's own too, is an argument of the programs
+    # (shared by the models of the same structure), as arrays of fixed dtypes.
+    priors = as_arrays(argument_priors(model, priors))
     data, _ = check_data(data, model)
     check_log_likelihood(model, data)  # pointwise, checked before anything is traced
     chain_method = _chain_method(chain_method, num_chains, data)
@@ -202,7 +207,7 @@ def sample(
         data, priors, _progress_printer(progress_bar),
     )
     post = compiled(model, ("sample", "postprocess", bool(log_likelihood)),
-                    lambda: postprocess_fn(model, bool(log_likelihood)),
+                    lambda m: postprocess_fn(m, bool(log_likelihood)),
                     trace.position, data, priors)
     sampling_depth = max_tree_depth[1] if isinstance(max_tree_depth, tuple) else max_tree_depth
     attrs = {

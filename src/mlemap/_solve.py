@@ -1,10 +1,11 @@
 """fit's compiled programs: a solver on the model's objective, and the end point's report.
 
-One program per (model, method, jacobian, solver, batch layout), kept on the model
-(:mod:`mlemap._programs`): the solve (a solver of :mod:`mlemap.solvers` then
-:func:`mlemap._diagnose.end_point`), the Newton polish where L-BFGS stopped short of ``tol``,
-the log-density at the start (checked before the first solve) and the probe of the
-uniqueness check. Data, priors and the stopping settings are their arguments.
+One program per (model structure, method, jacobian, solver, batch layout), kept with the
+structure's programs (:mod:`mlemap._programs`), built for its skeleton model: the solve (a
+solver of :mod:`mlemap.solvers` then :func:`mlemap._diagnose.end_point`), the Newton polish
+where L-BFGS stopped short of ``tol``, the log-density at the start (checked before the
+first solve) and the probe of the uniqueness check. Data, priors (every non-conditional one: ``Problem.fixed_priors`` holds the
+model's own with the overrides applied) and the stopping settings are their arguments.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import optax
 
 from mlemap import solvers
-from mlemap._density import (log_density_fn, log_density_terms, merge_priors,
+from mlemap._density import (argument_priors, log_density_fn, log_density_terms, merge_priors,
                              pointwise_log_likelihood_fn)
 from mlemap._diagnose import EndPoint, Settings, end_point
 from mlemap._model import Model
@@ -50,8 +51,8 @@ class Problem(NamedTuple):
 
     layout: Layout
     data: Any
-    fixed_priors: dict
-    batched_priors: dict
+    fixed_priors: dict  # every non-conditional prior (argument_priors), overrides applied
+    batched_priors: dict  # batch="priors": the overrides, each with a leading batch axis
     u0: Any  # (dim,) the given start, or zeros when layout.model_start
     settings: Settings
 
@@ -60,18 +61,18 @@ def solve(model: Model, problem: Problem) -> EndPoint:
     """Run the compiled solve, and the polish where L-BFGS stopped short."""
     layout, settings, u0 = problem.layout, problem.settings, problem.u0
     args = (problem.data, problem.fixed_priors, problem.batched_priors)
-    solve = program(model, ("fit", "solve", layout), lambda: _solve_program(model, layout))
+    solve = program(model, ("fit", "solve", layout), lambda m: _solve_program(m, layout))
     # A start where the log-density is not finite is said before the solver is compiled, by
     # a small program of its own. Once the solver has run on these shapes, its own value at
     # the start (EndPoint.start) is checked instead, sparing a pass over the data. Not for
     # data that span processes: there every process must run the same programs, and whether
     # this one has run the solver before depends on its own history (a skipped program
     # deadlocks).
-    solved = program(model, ("fit", "solved layouts"), set)
+    solved = program(model, ("fit", "solved layouts"), lambda _: set())
     key = (layout, signature(args))
     warm = key in solved and not any(spans_processes(x) for x in jax.tree.leaves(args[0]))
     if not warm:
-        start = program(model, ("fit", "start", layout), lambda: _start_program(model, layout))
+        start = program(model, ("fit", "start", layout), lambda m: _start_program(m, layout))
         _check_start(model, problem, *start(u0, *args))
     dtype = u0.dtype
     tol = np.asarray(settings.tol, dtype)  # numpy scalars: jit arguments, no dispatch of their own
@@ -80,7 +81,7 @@ def solve(model: Model, problem: Problem) -> EndPoint:
     if (layout.solver == "lbfgs" and model.dim <= solvers.POLISH_MAX_DIM
             and solvers.needs_polish(np.asarray(end.stop), np.asarray(end.grad_norm),
                                      settings.tol).any()):
-        polish = program(model, ("fit", "polish", layout), lambda: _polish_program(model, layout))
+        polish = program(model, ("fit", "polish", layout), lambda m: _polish_program(m, layout))
         end = polish(end, *args, tol, rtol, np.asarray(settings.max_steps, np.int32))
     if warm:
         _check_start(model, problem, np.asarray(end.start), None)
@@ -99,15 +100,15 @@ def _check_start(model: Model, problem: Problem, values, positions) -> None:
     i = int(bad[0])
     if positions is None:  # the solver's own check: recompute the start to describe it
         start = program(model, ("fit", "start", problem.layout),
-                        lambda: _start_program(model, problem.layout))
+                        lambda m: _start_program(m, problem.layout))
         positions = start(problem.u0, problem.data, problem.fixed_priors,
                           problem.batched_priors)[1]
     layout = problem.layout
     pick = (lambda tree: jax.tree.map(lambda a: a[i], tree)) if layout.batched else (lambda t: t)
     position = np.atleast_2d(np.asarray(positions))[i] if layout.batched else positions
     data = pick(problem.data) if layout.batch_data else problem.data
-    priors = merge_priors(model, problem.fixed_priors,
-                          pick(problem.batched_priors) if layout.batch_priors else {})
+    priors = argument_priors(model, problem.fixed_priors,
+                             pick(problem.batched_priors) if layout.batch_priors else {})
     where = f" for problem {i} of the batch" if layout.batched else ""
     origin = ("the model's own start, computed from the data," if layout.model_start
               else "the initial point")
@@ -124,8 +125,8 @@ def _describe_terms(model: Model, position, data, priors, layout: Layout) -> str
     # Traced (jit), as in the fit: evaluated eagerly, NumPyro would validate the
     # distributions' arguments and raise its own error instead.
     terms = jax.jit(lambda u, d, p: log_density_terms(
-        model, u, d, p, prior=layout.method == "map", jacobian=layout.jacobian))(
-        position, data, priors)
+        model, u, d, merge_priors(model, p), prior=layout.method == "map",
+        jacobian=layout.jacobian))(position, data, priors)
     described = []
     for name, value in terms.items():
         if np.isfinite(value):
@@ -143,7 +144,7 @@ def probe(model: Model, problem: Problem, points: np.ndarray) -> np.ndarray:
     """F at ``points``, for the uniqueness check: ``(B, k, dim) -> (B, k)`` (``B = 1`` for a
     single fit)."""
     layout = problem.layout
-    run = program(model, ("fit", "probe", layout), lambda: _probe_program(model, layout))
+    run = program(model, ("fit", "probe", layout), lambda m: _probe_program(m, layout))
     values = run(jnp.asarray(points if layout.batched else points[0]), problem.data,
                  problem.fixed_priors, problem.batched_priors)
     return np.asarray(values) if layout.batched else np.asarray(values)[None]

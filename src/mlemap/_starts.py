@@ -58,7 +58,7 @@ def _start_terms_fn(model: Model) -> Callable:
 
 def _finite_at(model, positions, data, priors) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Which starting points have a finite log-density and gradient, and every term."""
-    program = compiled(model, ("sample", "start-terms"), lambda: _start_terms_fn(model),
+    program = compiled(model, ("sample", "start-terms"), lambda m: _start_terms_fn(m),
                        positions, data, priors)
     terms = {k: to_host(v) for k, v in program.run(positions, data, priors).items()}
     finite = np.all([np.isfinite(v) for v in terms.values()], axis=0)

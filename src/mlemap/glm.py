@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import jax
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
 from mlemap import _checks
+from mlemap._glm import GLMSpec, glm_likelihood
 from mlemap._model import Model, Param
 from mlemap.families import Family
 
@@ -20,41 +22,81 @@ def glm(
     *,
     family: Family,
     prior: dist.Distribution | None = None,
-    intercept: bool = True,
+    intercept: bool | None = None,
     intercept_prior: dist.Distribution | None = None,
+    offset=None,
+    exposure=None,
+    weights=None,
+    names=None,
 ) -> tuple[Model, dict]:
     """A generalized linear model: :math:`y_i \\sim \\mathrm{family}(\\eta_i)`,
-    :math:`\\eta = X\\beta + \\beta_0`.
+    :math:`\\eta = X\\beta + \\beta_0 + \\mathrm{offset}`.
 
     Parameters
     ----------
-    X : array (n, d)
-        Design matrix, finite.
-    y : array (n,)
+    X : array (n, d) or pandas.DataFrame
+        Design matrix, finite. A DataFrame's column names name the coefficients (see
+        ``names``).
+    y : array (n,) or pandas.Series
         Response, checked against the family's domain (0/1 for bernoulli, 0..K-1 for
-        categorical, non-negative integers for poisson).
+        categorical and ordinal, non-negative integers for poisson and negative_binomial,
+        0..trials for binomial, (0, 1) for beta, positive for gamma).
     family : mlemap.families.Family
         e.g. ``families.gaussian()`` (learned ``sigma``) or ``families.bernoulli()``.
     prior : numpyro Distribution, optional
         Prior on every entry of ``beta`` (broadcast); ``None`` is flat, giving the MLE.
         ``mlemap.priors`` converts scikit-learn's penalties into these.
-    intercept : bool
-        Add an intercept ``intercept``.
+    intercept : bool, optional
+        Add an intercept ``intercept``. Default: yes, except for ``families.ordinal()``,
+        whose cut points are the intercepts (an intercept beside them is not identified:
+        ``intercept=True`` with ordinal is refused).
     intercept_prior : numpyro Distribution, optional
         Prior on the intercept; flat by default, as scikit-learn never penalizes it.
+    offset : array (n,), optional
+        Added to the linear predictor with a coefficient fixed at 1 (statsmodels'
+        ``offset``). Not for categorical.
+    exposure : array (n,), optional
+        Positive; ``log(exposure)`` is added to the linear predictor (statsmodels'
+        ``exposure``): with a log link the mean is ``exposure * exp(X beta + b0)``, a
+        rate model. Given with ``offset``, both are added.
+    weights : array (n,), optional
+        Frequency (replication) weights, non-negative: the log-likelihood is
+        :math:`\\sum_i w_i \\log p(y_i \\mid \\eta_i)`, as if row :math:`i` were observed
+        :math:`w_i` times (statsmodels' ``GLM(freq_weights=w)``: the same estimate, standard
+        errors and log-likelihood). The pointwise log-likelihood (``sample``'s
+        ``log_likelihood`` group) holds the weighted terms :math:`w_i \\log p(y_i)`; PSIS-LOO
+        on them leaves out one *row* (all its :math:`w_i` replicates) at a time, which is not
+        the standard LOO of the replicated data: compare weighted models by LOO with care.
+    names : sequence of str, optional
+        A name for each column of ``X`` (default: a DataFrame's columns; none for an array).
+        Named, ``beta`` gets the dim ``"coef"`` labelled by them (``Param.dims``,
+        ``Model.coords``), so that every view names its entries ``beta[educ]``:
+        ``Model.flat_names()``, ``mm.compare``'s rows, ``mm.summary``, and the DataTrees of
+        ``mm.sample`` and ``mm.laplace`` (ArviZ dims and coords, which ``arviz_stats.summary``
+        and ``arviz_plots`` label). Categorical class axes are then the dims ``"class"``
+        (classes 1..K-1 against class 0; the intercept's) and ``"class_all"`` (0..K-1, under
+        a proper prior), ordinal cut points ``"cut"`` (``"0/1"``, ``"1/2"``, ...). Without
+        names the entries are numbered, ``beta[0]``.
 
     Returns
     -------
     model : Model
         Parameters, in this order: ``intercept`` (scalar), ``beta`` ``(d,)``, then the
-        family's learned nuisance parameters (``sigma``, ``nu``). It checks the response of
-        any data given to ``fit``, ``laplace`` or ``sample`` against the family
-        (``Model.check_data``), starts a fit from the data (``Model.init``: for an identity
-        link, least squares and the residual scale, ``nu = 5``; else the link of the mean
-        response as the intercept and zero coefficients), and says what a coefficient or
-        scale running off means for this family (``Model.runaway_hints``).
+        family's learned nuisance parameters (``sigma``, ``nu``, ``alpha``, ``shape``,
+        ``precision``, ``cutpoints``), each with the family's prior (flat, except
+        negative_binomial's ``alpha``). It checks the response of any data given to
+        ``fit``, ``laplace`` or ``sample`` against the family (``Model.check_data``), starts a
+        fit from the data (``Model.init``: for an identity link, least squares and the
+        residual scale, ``nu = 5``; else the link of the mean response as the intercept, zero
+        coefficients, moments for the nuisance parameters), and says what a coefficient or a
+        nuisance parameter running off means for this family (``Model.runaway_hints``).
+        Structurally equal models (same family, intercept, shapes, offset and weights) share
+        one log-likelihood function, and so their compiled programs.
     data : dict
-        ``{"X": (n, d) float array, "y": (n,) array}`` as JAX arrays.
+        ``{"X": (n, d) float, "y": (n,)}`` as JAX arrays, plus ``"offset"`` ``(n,)`` (the
+        offset and ``log(exposure)`` summed) and ``"weights"`` ``(n,)`` when given, and the
+        family's data arrays: ``"trials"`` ``(n,)`` for binomial. Every one is an argument of
+        the compiled programs, none is closed over.
 
     Notes
     -----
@@ -79,98 +121,122 @@ def glm(
             "family must be an mlemap.families family, e.g. families.gaussian() or "
             f"families.bernoulli(); got {family!r}."
         )
+    names = _column_names(X, names)
     X, y = _checks.design_and_response(X, y)
-    y = family.validate(y)
-    d = X.shape[1]
-
-    if family.link == "softmax":
-        num_classes = _checks.class_labels(y, family.num_classes)[1]
-        beta_columns = num_classes if prior is not None else num_classes - 1
-        beta_shape, intercept_shape = (d, beta_columns), (num_classes - 1,)
-    else:
-        num_classes = None
-        beta_shape, intercept_shape = (d,), ()
-
-    params = {}
-    if intercept:
-        params["intercept"] = Param(shape=intercept_shape, prior=intercept_prior)
-    params["beta"] = Param(shape=beta_shape, prior=prior)
-    for name, param in family.learned.items():
-        params[name] = param
-
-    def log_likelihood(params, data):
-        eta = data["X"] @ params["beta"]
-        if num_classes is not None:
-            eta = _softmax_logits(eta, params.get("intercept"), num_classes)
-        elif intercept:
-            eta = eta + params["intercept"]
-        nuisance = {name: params[name] for name in family.learned}
-        return family.log_prob(eta, data["y"], nuisance)
-
-    y_dtype = jnp.int32 if num_classes is not None else float
-    data = {"X": jnp.asarray(X, dtype=float), "y": jnp.asarray(y, dtype=y_dtype)}
+    if names is not None and len(names) != X.shape[1]:
+        raise ValueError(f"names has {len(names)} entries but X has {X.shape[1]} columns; give "
+                         "one name per column.")
+    n = X.shape[0]
+    extra = {k: _checks.per_observation(k, v, n) for k, v in family.data.items()}
+    y = family.validate(y, extra)
+    family = family.resolve(y)
+    intercept = _intercept(family, intercept)
+    offset = _offset(family, offset, exposure, n)
+    spec = _spec(family, intercept, X.shape[1], prior, offset is not None, weights is not None)
+    likelihood = glm_likelihood(spec)
+    params = _params(spec, prior, intercept_prior, family)
+    data = {"X": jnp.asarray(X, dtype=float), "y": jnp.asarray(y, dtype=_y_dtype(family))}
+    data.update({k: jnp.asarray(v, dtype=float) for k, v in extra.items()})
+    if offset is not None:
+        data["offset"] = jnp.asarray(offset, dtype=float)
+    if weights is not None:
+        w = _checks.observation_weights(_checks.per_observation("weights", weights, n))
+        data["weights"] = jnp.asarray(w, dtype=float)
     coefficients = [name for name in ("intercept", "beta") if name in params]
     hints = {name: family.runaway_hints[key] for key in family.runaway_hints
              for name in (coefficients if key == "coefficients" else [key]) if name in params}
-    model = Model(params, log_likelihood, check_data=_response_check(family, num_classes),
-                  init=_start(family, intercept, beta_shape, num_classes), runaway_hints=hints)
+    coords = None
+    if names is not None:
+        params, coords = _named(params, spec, names)
+    model = Model(params, likelihood, check_data=likelihood.check_data, init=likelihood.init,
+                  runaway_hints=hints, coords=coords)
     return model, data
 
 
-def _response_check(family: Family, num_classes: int | None):
-    """``Model.check_data``: the family's domain, elementwise (so that a batch of stacked
-    datasets is checked at once); for categorical labels inferred from the data, every class
-    present in each dataset."""
-
-    def check_data(data):
-        y = np.asarray(data["y"])
-        if num_classes is None:
-            family.validate(y.reshape(-1))
-            return
-        _checks.class_labels(y.reshape(-1), num_classes)
-        if family.num_classes is None:
-            _checks.every_class_present(y.reshape(-1, y.shape[-1]), num_classes)
-
-    return check_data
-
-
-def _start(family: Family, intercept: bool, beta_shape, num_classes):
-    """``Model.init``: least squares (on centred columns, with a ridge of 1e-10 of the mean
-    diagonal against exact collinearity) and the residual scale for a robust family
-    (``Family.least_squares_start``); for any other, the link of the mean response as the
-    intercept, zero coefficients, and the scale around the mean."""
-
-    def init(data):
-        X, y = data["X"], data["y"]
-        if family.least_squares_start:
-            mean_x = jnp.mean(X, axis=0) if intercept else jnp.zeros(X.shape[1], X.dtype)
-            mean_y = jnp.mean(y) if intercept else jnp.zeros((), X.dtype)
-            Xc, yc = X - mean_x[None, :], y - mean_y
-            gram = Xc.T @ Xc
-            ridge = 1e-10 * jnp.trace(gram) / max(X.shape[1], 1) + jnp.finfo(X.dtype).tiny
-            beta = jnp.linalg.solve(gram + ridge * jnp.eye(X.shape[1], dtype=X.dtype), Xc.T @ yc)
-            start = {"intercept": mean_y - mean_x @ beta, "beta": beta}
-            start.update(family.nuisance_start(y, y - (yc - Xc @ beta)))
-        else:
-            if num_classes is not None:  # log-odds of each class against class 0
-                counts = jnp.sum(jax.nn.one_hot(y, num_classes, dtype=X.dtype), axis=0) + 0.5
-                mean_eta = jnp.log(counts[1:]) - jnp.log(counts[0])
-            else:
-                mean_eta = family.mean_link(y)
-            start = {"intercept": mean_eta, "beta": jnp.zeros(beta_shape, X.dtype)}
-            start.update(family.nuisance_start(y, jnp.full(y.shape, jnp.mean(y), X.dtype)))
-        return {k: v for k, v in start.items() if k != "intercept" or intercept}
-
-    return init
+def _column_names(X, names) -> list[str] | None:
+    """The coefficients' names: ``names``, else a DataFrame's columns, else None."""
+    if names is None:
+        columns = getattr(X, "columns", None)
+        if columns is None or not hasattr(X, "to_numpy"):
+            return None
+        names = columns
+    if isinstance(names, str):
+        raise TypeError(f"names must be a sequence of strings, one per column; got {names!r}.")
+    names = [str(name) for name in names]
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise ValueError(f"names must be unique; {repeated} appear more than once.")
+    return names
 
 
-def _softmax_logits(eta, intercept, num_classes):
-    """Logits ``(n, K)`` from ``X @ beta`` with ``K-1`` or ``K`` columns and a ``(K-1,)``
-    intercept, class 0 being the reference of whatever has ``K-1`` columns."""
-    n = eta.shape[0]
-    if eta.shape[1] == num_classes - 1:
-        eta = jnp.concatenate([jnp.zeros((n, 1), eta.dtype), eta], axis=1)
-    if intercept is not None:
-        full = jnp.concatenate([jnp.zeros((1,), intercept.dtype), intercept])
-        eta = eta + full[None, :]
-    return eta
+def _named(params: dict[str, Param], spec: GLMSpec, names: list[str]):
+    """The parameters with their axes named (``Param.dims``) and the labels (``coords``)."""
+    dims = {"beta": ("coef",)}
+    coords = {"coef": names}
+    k = spec.family.num_classes
+    if spec.num_classes is not None:
+        dims["beta"] = ("coef", "class" if spec.beta_shape[1] == k - 1 else "class_all")
+        dims["intercept"] = ("class",)
+        coords.update({"class": list(range(1, k)), "class_all": list(range(k))})
+    if "cutpoints" in params:
+        dims["cutpoints"] = ("cut",)
+        coords["cut"] = [f"{j}/{j + 1}" for j in range(k - 1)]
+    named = {name: dataclasses.replace(param, dims=dims[name]) if name in dims else param
+             for name, param in params.items()}
+    used = {d for name, axes in dims.items() if name in params for d in axes}
+    return named, {d: labels for d, labels in coords.items() if d in used}
+
+
+def _intercept(family: Family, intercept: bool | None) -> bool:
+    if family.link != "cumulative logit":
+        return True if intercept is None else bool(intercept)
+    if intercept:
+        raise ValueError(
+            "ordinal models have no intercept: the cut points are the intercepts (one per "
+            "boundary between classes), and a shift of the linear predictor is a shift of "
+            "every cut point, so an intercept beside them is not identified (statsmodels' "
+            "OrderedModel refuses a constant too). Leave intercept out (or False).")
+    return False
+
+
+def _offset(family: Family, offset, exposure, n: int) -> np.ndarray | None:
+    """The offset added to the linear predictor: ``offset + log(exposure)``."""
+    if offset is None and exposure is None:
+        return None
+    if family.link == "softmax":
+        raise ValueError("categorical models take no offset or exposure: there is one linear "
+                         "predictor per class. Leave them out.")
+    total = np.zeros(n)
+    if offset is not None:
+        total = total + _checks.per_observation("offset", offset, n)
+    if exposure is not None:
+        exposure = _checks.per_observation("exposure", exposure, n)
+        if not np.all(exposure > 0):
+            raise ValueError(f"exposure must be positive (its log is the offset); found "
+                             f"{_checks.describe_values(exposure[~(exposure > 0)])}.")
+        total = total + np.log(exposure)
+    return total
+
+
+def _spec(family: Family, intercept: bool, d: int, prior, offset: bool, weights: bool
+          ) -> GLMSpec:
+    if family.link == "softmax":
+        k = family.num_classes
+        beta_shape, intercept_shape = (d, k if prior is not None else k - 1), (k - 1,)
+    else:
+        beta_shape, intercept_shape = (d,), ()
+    structure = family.with_data(dict.fromkeys(family.data))  # data live in the data pytree
+    return GLMSpec(structure, intercept, beta_shape, intercept_shape, offset, weights)
+
+
+def _params(spec: GLMSpec, prior, intercept_prior, family: Family) -> dict[str, Param]:
+    params = {}
+    if spec.intercept:
+        params["intercept"] = Param(shape=spec.intercept_shape, prior=intercept_prior)
+    params["beta"] = Param(shape=spec.beta_shape, prior=prior)
+    params.update(family.learned)
+    return params
+
+
+def _y_dtype(family: Family):
+    return jnp.int32 if family.link in ("softmax", "cumulative logit") else float

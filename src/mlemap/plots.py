@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from mlemap._flat import (SAMPLE_DIMS, check_names, estimate_values, flat_point,
+from mlemap._flat import (SAMPLE_DIMS, check_names, dataset_labels, estimate_values, flat_point,
                           flatten_dataset, posterior_group)
 from mlemap._laplace import LaplaceApprox
 from mlemap.families import Family
@@ -65,7 +65,8 @@ def _prepare(posterior, estimates, var_names):
         names = [k for k in post.data_vars]
     flat = flatten_dataset(post, names)
     labels = _select(list(flat.data_vars), names, var_names)
-    points = {label: flat_point(v, names) for label, v in values.items()}
+    axes = dataset_labels(post, names)
+    points = {label: flat_point(v, names, axes) for label, v in values.items()}
     return flat[labels], labels, names, points
 
 

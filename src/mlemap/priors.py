@@ -12,6 +12,8 @@ Lasso:                          gaussian(sigma), prior Laplace(0, b)            
 ``||y-Xw||^2/(2n) + alpha||w||_1``
 LogisticRegression(C):          bernoulli / categorical, prior Normal(0, tau)   C = tau^2
 ``||w||^2/2 + C sum logloss``
+LogisticRegression(C, L1):      bernoulli / categorical, prior Laplace(0, b)    C = b
+``||w||_1 + C sum logloss``
 PoissonRegressor(alpha):        poisson, prior Normal(0, tau)                   alpha = 1 / (n tau^2)
 ``sum D/(2n) + alpha||w||^2/2``
 ==============================  ==============================================  ==========================
@@ -90,20 +92,35 @@ def to_lasso(prior: dist.Laplace, n: int, sigma: float = 1.0):
     return _positive("sigma", sigma) ** 2 / (_count(n) * np.asarray(prior.scale))
 
 
-def from_logistic(C) -> dist.Normal:
-    """The Normal(0, tau) prior that makes the MAP equal ``LogisticRegression(C=C)``.
+def from_logistic(C, penalty: str = "l2") -> dist.Normal | dist.Laplace:
+    """The prior that makes the MAP equal ``LogisticRegression(C=C)`` with that penalty.
 
+    ``penalty="l2"`` (scikit-learn's default, ``l1_ratio=0``): Normal(0, tau) with
     :math:`\\tau = \\sqrt{C}`, for the binary and the multinomial (symmetric) forms.
-    ``C = inf`` is the MLE: use no prior (``prior=None``) instead.
+    ``penalty="l1"`` (``l1_ratio=1``, solvers ``"saga"`` or ``"liblinear"``): Laplace(0, b)
+    with :math:`b = C`. Derivation: the negative log-posterior is
+    :math:`\\sum \\mathrm{logloss} + \\|w\\|_1/b + c`; times :math:`C` it is scikit-learn's
+    :math:`\\|w\\|_1 + C\\sum\\mathrm{logloss}` when :math:`C/b = 1`. ``mm.fit`` then solves
+    it by FISTA, whose zeros are exact. (``liblinear`` also penalizes the intercept; compare
+    with ``saga``, which does not, as mlemap's flat intercept prior.) ``C = inf`` is the
+    MLE: use no prior (``prior=None``) instead.
     """
+    if penalty not in ("l2", "l1"):
+        raise ValueError(f"penalty must be 'l2' (Normal prior) or 'l1' (Laplace prior); got "
+                         f"{penalty!r}.")
     C = np.asarray(C, dtype=float)
     if np.any(np.isinf(C)):
         raise ValueError("C = inf is no penalty: the MLE. Fit with prior=None (flat) instead.")
-    return dist.Normal(0.0, np.sqrt(_positive("C", C)))
+    C = _positive("C", C)
+    return dist.Normal(0.0, np.sqrt(C)) if penalty == "l2" else dist.Laplace(0.0, C)
 
 
-def to_logistic(prior: dist.Normal):
-    """``LogisticRegression``'s ``C = tau^2`` for a Normal(0, tau) prior."""
+def to_logistic(prior: dist.Normal | dist.Laplace):
+    """``LogisticRegression``'s ``C``: ``tau^2`` for a Normal(0, tau) prior (L2), ``b`` for a
+    Laplace(0, b) prior (L1)."""
+    if isinstance(prior, dist.Laplace):
+        _zero_mean(prior, dist.Laplace, "LogisticRegression(penalty='l1')")
+        return np.asarray(prior.scale)
     _zero_mean(prior, dist.Normal, "LogisticRegression")
     return np.asarray(prior.scale) ** 2
 

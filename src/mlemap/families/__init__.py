@@ -21,17 +21,28 @@ bernoulli      logit     binary cross-entropy (log loss)            1           
 categorical    softmax   softmax cross-entropy                      1             0
 poisson        log       half Poisson deviance :math:`y\\log(y/\\mu) - (y-\\mu)`  1   :math:`\\log y! - y\\log y + y`
 gamma(k)       inv, log  half Gamma deviance :math:`y/\\mu - \\log(y/\\mu) - 1`   k   :math:`\\log\\Gamma(k) - k\\log k + k + \\log y`
+binomial(n)    logit     log loss of the proportion :math:`\\ell(\\eta, y/n)`  n_i (trials)  :math:`-\\log\\binom{n}{y}`
+neg. binomial  log       half NB2 deviance :math:`y\\log\\frac y\\mu - (y+r)\\log\\frac{y+r}{\\mu+r}`  1  :math:`\\log y! + \\log\\Gamma(r) - \\log\\Gamma(y+r) - r\\log r - y\\log y + (y+r)\\log(y+r)`, :math:`r = 1/\\alpha`
+beta(phi)      logit     beta log-loss :math:`\\log B(\\mu\\phi, (1-\\mu)\\phi) - \\mu\\phi\\,\\mathrm{logit}\\,y`  1  :math:`\\log y + \\log(1-y) - \\phi\\log(1-y)`
+ordinal        cum. logit  ordinal cross-entropy :math:`-\\log(\\sigma(c_y-\\eta) - \\sigma(c_{y-1}-\\eta))`  1  0
 =============  ========  =========================================  ============  ==========================================
 
 Each family's ``loss`` is optax's where optax has it (``squared_error``,
 ``sigmoid_binary_cross_entropy``, ``softmax_cross_entropy_with_integer_labels``); the
-log-probabilities are NumPyro's (Bernoulli's with one fix, see :class:`_BernoulliLogits`). A nuisance parameter passed as a number is fixed; left as
-``None`` it becomes a learned parameter of the model (a positive :class:`~mlemap.Param`).
+log-probabilities are NumPyro's distributions, a few with their ``log_prob`` rewritten for
+accuracy (Bernoulli and binomial: an exact gradient at 0; negative binomial and beta:
+log-gamma functions instead of JAX's ``betaln``; ordinal: in log space), each saying why.
+A nuisance parameter passed as a number is fixed; left as ``None`` it becomes a learned
+parameter of the model (a positive :class:`~mlemap.Param`; the ordinal cut points an
+ordered vector). A family's per-observation arrays besides the response (binomial's trials)
+are data: ``glm`` puts them in the data pytree (:attr:`Family.data`).
 """
 
-from mlemap.families._continuous import gamma, gaussian, laplace, student_t
+from mlemap.families._continuous import beta, gamma, gaussian, laplace, student_t
+from mlemap.families._counts import binomial, negative_binomial
 from mlemap.families._discrete import bernoulli, categorical, poisson
 from mlemap.families._family import Family
+from mlemap.families._ordinal import ordinal
 
 __all__ = [
     "Family",
@@ -42,4 +53,8 @@ __all__ = [
     "categorical",
     "poisson",
     "gamma",
+    "binomial",
+    "negative_binomial",
+    "beta",
+    "ordinal",
 ]

@@ -1,19 +1,27 @@
 """Continuous responses: gaussian (squared error), laplace (absolute error), student_t
-(a robust loss), gamma (the Gamma deviance)."""
+(a robust loss), gamma (the Gamma deviance), beta (proportions in (0, 1))."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 import optax
 from jax.scipy.special import gammaln
 
 from mlemap import _checks
-from mlemap.families._family import _EXACT_FIT, Family, _scale, _scale_param
+from mlemap.families._family import _EXACT_FIT, Family, _logit, _scale, _scale_param
 
-__all__ = ["gaussian", "laplace", "student_t", "gamma"]
+__all__ = ["gaussian", "laplace", "student_t", "gamma", "beta"]
+
+
+def _location(eta, **nuisance):
+    """The mean response of an identity link: the linear predictor (a Student-t's location,
+    its median, whatever its nu)."""
+    return eta
 
 
 def gaussian(sigma: float | None = None, *, sigma_prior: dist.Distribution | None = None) -> Family:
@@ -45,6 +53,7 @@ def gaussian(sigma: float | None = None, *, sigma_prior: dist.Distribution | Non
         _validate=_checks.real_response,
         _mean_link=jnp.mean,
         _nuisance_start=lambda y, mean: {"sigma": _scale(jnp.sqrt(jnp.mean((y - mean) ** 2)), y)},
+        _mean=_location,
         runaway_hints={"sigma": _EXACT_FIT},
     )
 
@@ -69,6 +78,7 @@ def laplace(scale: float | None = None, *, scale_prior: dist.Distribution | None
         _validate=_checks.real_response,
         _mean_link=jnp.median,
         _nuisance_start=lambda y, mean: {"sigma": _scale(jnp.mean(jnp.abs(y - mean)), y)},
+        _mean=_location,
         runaway_hints={"sigma": _EXACT_FIT},
         least_squares_start=True,
     )
@@ -166,6 +176,7 @@ def student_t(
         _mean_link=jnp.median,
         _nuisance_start=lambda y, mean: {"sigma": _scale(jnp.sqrt(jnp.mean((y - mean) ** 2)), y),
                                          "nu": 5.0},
+        _mean=_location,
         runaway_hints={"sigma": _EXACT_FIT, "nu": (
             "nu has no finite maximum: the data look Gaussian (a Student-t whose nu grows "
             "without bound is the Gaussian). Put a prior on nu (method='map' with the "
@@ -230,4 +241,100 @@ def gamma(link: str = "inverse", shape: float | None = None, *,
         runaway_hints={"shape": (
             "shape has no finite maximum: the response is an exact function of the columns "
             "(no noise around the mean). Fix the shape (gamma(shape=...)) or give it a prior.")},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# beta
+# --------------------------------------------------------------------------------------------
+
+
+class _BetaMean(dist.Beta):
+    """NumPyro's ``Beta`` in the mean-precision form of beta regression, :math:`a = \\mu\\phi`,
+    :math:`b = (1 - \\mu)\\phi`, :math:`\\mu = \\sigma(\\eta)`, with the log-density written
+    with log-gamma functions as statsmodels' ``BetaModel`` writes it:
+
+    .. math:: \\log p(y) = \\log\\Gamma(\\phi) - \\log\\Gamma(a) - \\log\\Gamma(b)
+              + (a - 1)\\log y + (b - 1)\\log(1 - y)
+
+    NumPyro's goes through ``jax.scipy.special.betaln``, which loses about 1e-6 for a small
+    and a large argument; :math:`1 - \\mu` is taken as :math:`\\sigma(-\\eta)`, exact where
+    :math:`\\mu` rounds to 1.
+    """
+
+    def __init__(self, eta, precision):
+        super().__init__(jax.nn.sigmoid(eta) * precision, jax.nn.sigmoid(-eta) * precision)
+
+    def log_prob(self, value):
+        a, b = self.concentration1, self.concentration0
+        return (gammaln(a + b) - gammaln(a) - gammaln(b)
+                + (a - 1.0) * jnp.log(value) + (b - 1.0) * jnp.log1p(-value))
+
+
+def _beta_loss(eta, y, precision):
+    """:math:`\\log B(\\mu\\phi, (1-\\mu)\\phi) - \\mu\\phi\\,\\mathrm{logit}(y)`: the part of
+    :math:`-\\log p` that depends on :math:`\\eta` (the beta log-loss; no standard loss
+    exists, and optax has none)."""
+    a = jax.nn.sigmoid(eta) * precision
+    b = jax.nn.sigmoid(-eta) * precision
+    return (gammaln(a) + gammaln(b) - gammaln(precision)
+            - a * (jnp.log(y) - jnp.log1p(-y)))
+
+
+def _proportions(y) -> np.ndarray:
+    """Beta responses: every value strictly inside (0, 1)."""
+    y = _checks.as_float_array("y", y, ndim=1)
+    bad = ~((y > 0) & (y < 1))
+    if bad.any():
+        raise ValueError(
+            f"beta responses must be proportions strictly between 0 and 1; found "
+            f"{int(bad.sum())} value(s) outside, e.g. {_checks.describe_values(y[bad])}. "
+            "Squeeze them in, e.g. (y * (n - 1) + 0.5) / n (Smithson and Verkuilen), or model "
+            "counts of successes with families.binomial(trials).")
+    return y
+
+
+def beta(precision: float | None = None, *,
+         precision_prior: dist.Distribution | None = None) -> Family:
+    """Proportions in (0, 1), logit link: beta regression with mean :math:`\\mu = \\sigma(\\eta)`
+    and precision :math:`\\phi` (variance :math:`\\mu(1-\\mu)/(1+\\phi)`), statsmodels'
+    ``BetaModel`` and R's ``betareg``.
+
+    .. math:: -\\log \\mathrm{Beta}(y \\mid \\mu\\phi, (1-\\mu)\\phi) = L(\\eta, y)
+              + \\log y + \\log(1-y) - \\phi\\log(1-y),\\qquad
+              L = \\log B(\\mu\\phi, (1-\\mu)\\phi) - \\mu\\phi\\,\\mathrm{logit}(y)
+
+    (slope 1). There is no standard loss for it: :math:`L`, the beta log-loss, is the part
+    that depends on :math:`\\eta`.
+
+    Parameters
+    ----------
+    precision : float or None
+        Fixed precision :math:`\\phi > 0`, or ``None`` to learn it (parameter
+        ``precision``, statsmodels' ``exp(precision-const)``).
+    precision_prior : Distribution, optional
+        Prior on a learned ``precision`` (default flat).
+    """
+    fixed, learned = _scale_param("precision", precision, precision_prior)
+    return Family(
+        name="beta",
+        link="logit",
+        loss_name="beta log-loss",
+        fixed=fixed,
+        learned=learned,
+        _distribution=lambda eta, precision: _BetaMean(eta, precision),
+        _loss=_beta_loss,
+        _affine=lambda y, precision: (1.0, jnp.log(y) + jnp.log1p(-y)
+                                      - precision * jnp.log1p(-y)),
+        _validate=_proportions,
+        _mean_link=lambda y: _logit(jnp.mean(y)),
+        # The method of moments: phi = mu (1 - mu) / variance - 1, kept in [0.1, 1e6].
+        _nuisance_start=lambda y, mu: {"precision": jnp.clip(
+            jnp.mean(mu * (1.0 - mu)) / jnp.maximum(jnp.mean((y - mu) ** 2), 1e-300) - 1.0,
+            0.1, 1e6)},
+        _mean=lambda eta, precision: jax.nn.sigmoid(eta),
+        runaway_hints={"precision": (
+            "precision has no finite maximum: the proportions are an exact function of the "
+            "columns (no noise around the mean). Fix the precision (beta(precision=...)) or "
+            "give it a prior.")},
     )

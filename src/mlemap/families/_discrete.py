@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 import optax
 from jax.scipy.special import gammaln, xlogy
@@ -75,9 +78,17 @@ def categorical(num_classes: int | None = None) -> Family:
         _affine=lambda y: (1.0, 0.0),
         _validate=lambda y: _checks.class_labels(y, num_classes)[0],
         _mean_link=None,  # glm gives the number of classes: see glm's start
+        _mean=lambda eta: jax.nn.softmax(eta, axis=-1),
         num_classes=None if num_classes is None else int(num_classes),
+        _resolve=_resolve_classes,
         runaway_hints={"coefficients": _SEPARABLE},
     )
+
+
+def _resolve_classes(family: Family, y) -> Family:
+    """The number of classes from the labels (every class observed when it is inferred)."""
+    return dataclasses.replace(family, num_classes=_checks.class_labels(
+        np.asarray(y), family.num_classes)[1], _resolve=None)
 
 
 def _half_poisson_deviance(eta, y):

@@ -197,6 +197,7 @@ def adaptive_chains_fn(model: Model, settings: AdaptSettings, batched: bool = Tr
     averaged = each(_adapt.averaged_step_size, num_shared=0)
     end_round = each(lambda c: _adapt.end_round(kernel, c, round_length), num_shared=0)
     finish_rounds = each(lambda c: _adapt.finish_rounds(c, max(rounds, 1)), num_shared=0)
+    record = each(_record, num_shared=0)
     init = jax.vmap(lambda k, x, s, d, p: _adapt.init_chain(kernel, k, x, s, d, p),
                     in_axes=(0, 0, 0, None, None)) if batched else (
         lambda k, x, s, d, p: _adapt.init_chain(kernel, k, x, s, d, p))
@@ -239,7 +240,7 @@ def adaptive_chains_fn(model: Model, settings: AdaptSettings, batched: bool = Tr
         chains, at_end, leave, calibrate = windows_step(chains, loop, data, priors)
         chains, done = step_size_step(chains, loop)
         trace = lax.cond(loop.phase == 2, lambda tr: jax.tree.map(
-            lambda buf, x: buf.at[loop.recorded].set(x), tr, _record(chains)), skip, trace)
+            lambda buf, x: buf.at[loop.recorded].set(x), tr, record(chains)), skip, trace)
         phase = jnp.where(leave, 1 if rounds else 2, loop.phase)
         phase = jnp.where(done, 2, phase)
         t = loop.t + 1
@@ -254,7 +255,7 @@ def adaptive_chains_fn(model: Model, settings: AdaptSettings, batched: bool = Tr
         zero = jnp.zeros((), jnp.result_type(int))
         loop = _Loop(zero, zero + first_phase, zero, zero, zero, jnp.array(False), zero, zero)
         trace = jax.tree.map(lambda x: jnp.zeros((settings.num_samples, *x.shape), x.dtype),
-                             _record(chains))
+                             record(chains))
         chains, loop, trace = lax.while_loop(
             lambda carry: carry[1].recorded < settings.num_samples,
             lambda carry: body(carry, data, priors), (chains, loop, trace))

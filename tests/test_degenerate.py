@@ -17,6 +17,7 @@
 
 import warnings
 
+import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
@@ -131,3 +132,34 @@ def test_improper_posterior_is_reported_not_returned_quietly():
     # The same data under a proper prior: a proper posterior, sampled without any warning.
     model, data = mm.glm(X, y, family=families.bernoulli(), prior=dist.Normal(0.0, 2.0))
     mm.sample(model, data, num_warmup=300, num_samples=300, num_chains=4, progress_bar=False)
+
+
+def test_a_step_limit_on_the_way_up_is_told_by_the_long_ray():
+    """A solver stopped by the step limit may be anywhere on its way up; a long ray along the
+    way it went (to 1024 steps) says whether the log-density rises without end. Three
+    models, each stopped after 3 small SGD steps, with closed-form answers: the unbounded
+    log-density n log(1/sigma) of an exact fit (UNBOUNDED), separable classes under a flat
+    prior (the log-likelihood rises to 0: NO_MAXIMUM), and the same under a Normal(0, 1)
+    prior (a maximum exists: MAX_STEPS)."""
+    import optax
+
+    exact = mm.Model({"log_sigma": mm.Param()},
+                     lambda p, d: -p["log_sigma"] * jnp.ones_like(d["y"]))
+    with pytest.warns(mm.FitWarning, match="grows without bound as log_sigma diverge"):
+        est = mm.fit(exact, {"y": np.zeros(5)}, method="mle", optimizer=optax.sgd(0.1),
+                     max_steps=3)
+    assert est.result == mm.Status.UNBOUNDED
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 1))
+    y = (X[:, 0] > 0).astype(float)
+    flat, data = mm.glm(X, y, family=families.bernoulli(), intercept=False)
+    with pytest.warns(mm.FitWarning, match="no maximum.*separable"):
+        est = mm.fit(flat, data, method="mle", optimizer=optax.sgd(0.1), max_steps=3)
+    assert est.result == mm.Status.NO_MAXIMUM
+
+    proper, data = mm.glm(X, y, family=families.bernoulli(), intercept=False,
+                          prior=dist.Normal(0.0, 1.0))
+    with pytest.warns(mm.FitWarning, match="did not converge in 3 steps"):
+        est = mm.fit(proper, data, optimizer=optax.sgd(0.1), max_steps=3)
+    assert est.result == mm.Status.MAX_STEPS

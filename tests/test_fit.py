@@ -482,3 +482,23 @@ def test_gaussian_data_run_a_student_ts_nu_off_and_it_says_so(rng):
     p = {k: np.asarray(v) for k, v in model.constrain(jnp.asarray(est.position)).items()}
     expected = scipy.stats.t(p["nu"], p["intercept"] + X @ p["beta"], p["sigma"]).logpdf(y).sum()
     np.testing.assert_allclose(est.log_likelihood, expected, rtol=1e-10)
+
+
+def test_lbfgs_on_raw_columns_hands_over_to_newton(rng):
+    """A logistic regression with columns in units from 1e-2 to 1e4 (and offsets of five
+    times that): L-BFGS alone crawls (1000 steps there); after its share of the steps the
+    polish's Newton finishes, to statsmodels' answer. n is large enough that the Hessian is
+    not cheap, so L-BFGS is the default."""
+    import statsmodels.api as sm
+
+    n, d = 30_000, 30
+    scales = 10.0 ** rng.uniform(-2, 4, size=d)
+    Z = rng.normal(size=(n, d))
+    X = Z * scales + 5 * scales
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(Z @ (0.3 * rng.normal(size=d)))))) * 1.0
+    model, data = mm.glm(X, y, family=families.bernoulli())
+    est = mm.fit(model, data, method="mle")
+    assert est.solver == "lbfgs" and est.converged and est.num_steps < 1000
+    ref = sm.Logit(y, sm.add_constant(X)).fit(disp=0, method="newton", tol=1e-12)
+    error = np.abs(np.asarray(est.params["beta"]) - ref.params[1:])
+    assert np.all(error <= 1e-7 * np.maximum(np.abs(ref.params[1:]), ref.bse[1:]))

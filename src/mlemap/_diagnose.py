@@ -92,8 +92,13 @@ def checks_uniqueness(dim: int, n_obs: int) -> bool:
 
 
 def end_point(model: Model, log_density: Callable, pointwise: Callable, u0: Array,
-              solution: Solution, data: Any, priors: dict, n_obs: int) -> EndPoint:
+              solution: Solution, data: Any, priors: dict, n_obs: int, *,
+              fresh_hessian: bool = False) -> EndPoint:
     """The end point's report, traced inside the fit's program.
+
+    The Hessian is the solver's own (Newton's last step's) when it has one, else none;
+    computed at the end point where it is cheap (``checks_uniqueness``) and the solver has
+    none, or ``fresh_hessian`` asks for it.
 
     The three ray points and the start ``u0`` are one batch (``vmap``), and the
     log-likelihood at ``x`` is taken with them: for a GLM the four linear predictors become
@@ -109,11 +114,11 @@ def end_point(model: Model, log_density: Callable, pointwise: Callable, u0: Arra
     values, log_likelihoods = jax.vmap(
         lambda u: (log_density(u, data, priors), jnp.sum(pointwise(u, data))))(points)
     n = max(n_obs, 1)
-    hessian = jnp.zeros((0, 0), x.dtype)
-    if checks_uniqueness(model.dim, n):
-        hessian = solution.hessian
-        if hessian is None:
-            hessian = jax.hessian(lambda u: -log_density(u, data, priors) / n)(x)
+    hessian = solution.hessian  # the solver's own, when it has one (Newton, the polish)
+    if checks_uniqueness(model.dim, n) and (hessian is None or fresh_hessian):
+        hessian = jax.hessian(lambda u: -log_density(u, data, priors) / n)(x)
+    if hessian is None:
+        hessian = jnp.zeros((0, 0), x.dtype)
     return EndPoint(
         position=x, origin=u0, params=model.constrain(x), log_density=values[0],
         log_likelihood=log_likelihoods[0], grad=solution.grad, grad_norm=solution.grad_norm,
@@ -148,15 +153,16 @@ def diagnose(model: Model, end: EndPoint, settings: Settings, *, check_unique: b
 
     ``CONVERGED`` means the first-order condition holds at the returned point: the gradient
     test passed there, :math:`\\|\\nabla F\\|_\\infty \\le` ``tol`` (``Stop.GRADIENT``), or,
-    where the end point's Hessian :math:`H` is known and positive definite and the solver
-    could go no further, the same test in :math:`H`'s metric, the Newton decrement
-    :math:`\\sqrt{\\nabla F^\\top H^{-1} \\nabla F} \\le` ``tol`` (invariant to the units of the
-    parameters: with raw columns in the thousands, the plain gradient's entries cannot get
-    below ``tol`` in floating point, while the point is a maximum to the last digit);
-    the log-density does not keep increasing along the direction travelled; and, where the
-    Hessian is at hand (``check_unique``), the point is neither a saddle nor one of a ridge
-    of maxima (:func:`second_order`, which evaluates the objective :math:`F` with
-    ``probe(points (B, k, dim)) -> (B, k)``).
+    where the end point's Hessian :math:`H` is known and the solver could go no further, the
+    same test in the units of the curvature, :math:`\\max_j |\\partial_j F|/\\sqrt{|H_{jj}|}`,
+    or in :math:`H`'s metric, the Newton decrement (:func:`_scaled_first_order`: with raw
+    columns in the thousands, the plain gradient's entries cannot get below ``tol`` in
+    floating point, while the point is a maximum to the last digit); the log-density does
+    not keep increasing along the direction travelled; and, where the Hessian is at hand
+    (``check_unique``), the point is neither a saddle nor one of a ridge of maxima
+    (:func:`mlemap._second_order.second_order`). ``probe(points (B, k, dim)) -> (B, k)``
+    evaluates the objective :math:`F` for those checks and for the long ray of a solver
+    stopped by the step limit (:func:`_long_ray`).
     """
     improving, below_start, noise = _end_point_flags(end)
     plain = (end.stop == Stop.GRADIENT) & ~improving

@@ -187,6 +187,10 @@ def _solve_program(model: Model, layout: Layout):
             solver = solvers.lbfgs(layout.optimizer)
         else:
             solver = solvers.REGISTRY[layout.solver]()
+        if layout.solver == "lbfgs" and model.dim <= solvers.POLISH_MAX_DIM:
+            # L-BFGS crawls where the parameters' units differ (raw columns): after about ten
+            # Newton steps' worth of gradients it hands over to the polish.
+            max_steps = jnp.minimum(max_steps, max(solvers.POLISH_AFTER, 10 * model.dim))
         solution = solvers.minimize(solver, objective, u0, tol, rtol, max_steps)
         return end_point(model, log_density, pointwise, u0, solution, data, priors, n)
 
@@ -208,7 +212,8 @@ def _polish_program(model: Model, layout: Layout):
                                     end.num_steps, end.stop, None)
         solution = solvers.polish(objective, solution, tol, rtol, max_steps,
                                   vectorized=vectorized)
-        return end_point(model, log_density, pointwise, end.origin, solution, data, priors, n)
+        return end_point(model, log_density, pointwise, end.origin, solution, data, priors, n,
+                         fresh_hessian=True)
 
     return jax.jit(_batched(polish, layout, ("all", "data", None, "priors", None, None, None)))
 

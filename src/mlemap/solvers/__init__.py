@@ -13,7 +13,8 @@ factory in its own module; ``fit`` looks it up in :data:`REGISTRY` by name:
 ============  ===========================================================================
 
 After ``lbfgs``, :func:`polish` takes Newton steps when it stopped short of ``tol`` (on
-at most ``POLISH_MAX_DIM`` coordinates).
+at most ``POLISH_MAX_DIM`` coordinates; L-BFGS gets ``max(POLISH_AFTER, 10 * dim)``
+iterations there, the polish the rest of ``max_steps``).
 A new solver is a module with a factory returning a :class:`Solver`, and a line below.
 """
 
@@ -23,11 +24,11 @@ from mlemap.solvers._lbfgs import lbfgs
 from mlemap.solvers._newton import MAX_DIM as NEWTON_MAX_DIM
 from mlemap.solvers._newton import newton
 from mlemap.solvers._polish import MAX_DIM as POLISH_MAX_DIM
-from mlemap.solvers._polish import needs_polish, polish
+from mlemap.solvers._polish import POLISH_AFTER, needs_polish, polish
 
 __all__ = ["Solver", "Solution", "Iterate", "Stop", "minimize", "REGISTRY", "lbfgs",
            "newton", "fista", "L1", "polish", "needs_polish", "NEWTON_MAX_DIM",
-           "POLISH_MAX_DIM"]
+           "POLISH_MAX_DIM", "POLISH_AFTER"]
 
 #: Solver name -> factory returning a :class:`Solver`.
 REGISTRY = {

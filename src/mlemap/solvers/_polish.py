@@ -16,12 +16,16 @@ import jax.numpy as jnp
 from mlemap.solvers._base import Solution, Stop, minimize
 from mlemap.solvers._newton import newton
 
-__all__ = ["polish", "needs_polish", "MAX_DIM", "MIN_STEPS"]
+__all__ = ["polish", "needs_polish", "MAX_DIM", "MIN_STEPS", "POLISH_AFTER"]
 
 #: Polished problems have at most this many coordinates: a dense Hessian costs ~dim gradients.
 MAX_DIM = 200
-#: The polish's steps: what is left of the fit's ``max_steps``, and at least this many.
+#: The polish's steps: what is left of the fit's ``max_steps``, and at least this many (or
+#: ``max_steps`` itself, when smaller).
 MIN_STEPS = 50
+#: The first solver's iterations before the polish takes over: at least this many, and ten
+#: per coordinate (about ten Newton steps' worth of gradients).
+POLISH_AFTER = 100
 
 
 def needs_polish(stop, grad_norm, tol):
@@ -36,16 +40,16 @@ def polish(objective, solution: Solution, tol, rtol, max_steps, *,
     """Newton from ``solution``'s position when :func:`needs_polish`; else ``solution``.
 
     Newton gets what is left of ``max_steps`` after the first solver's steps, and at least
-    ``MIN_STEPS``. ``num_steps`` adds the two solvers' iterations and the stop is Newton's
-    where it ran; the Hessian is left out (``None``: the caller computes it at the end point
-    if it needs one). ``vectorized``: this polish is mapped with ``jax.vmap`` (see
-    :func:`newton`).
+    ``min(MIN_STEPS, max_steps)``. ``num_steps`` adds the two solvers' iterations; the stop
+    and the Hessian (of Newton's last step) are Newton's where it ran, the Hessian NaN
+    elsewhere. ``vectorized``: this polish is mapped with ``jax.vmap`` (see :func:`newton`).
     """
     run = needs_polish(solution.stop, solution.grad_norm, tol)
-    budget = jnp.maximum(max_steps - solution.num_steps, MIN_STEPS)
+    budget = jnp.maximum(max_steps - solution.num_steps, jnp.minimum(MIN_STEPS, max_steps))
     polished = minimize(newton(vectorized=vectorized, tol=tol), objective, solution.position,
                         tol, rtol, jnp.where(run, budget, 0))
     position, value, grad, num_steps, stop = (
         jnp.where(run, a, b) for a, b in zip(polished[:5], solution[:5]))
     num_steps = solution.num_steps + jnp.where(run, polished.num_steps, 0)
-    return Solution(position, value, grad, num_steps, stop, None)
+    hessian = jnp.where(run, polished.hessian, jnp.nan)
+    return Solution(position, value, grad, num_steps, stop, hessian)

@@ -287,7 +287,7 @@ def _program_fn(model, settings, batched: bool = True) -> Callable:
         iterations = jnp.full_like(gradients, settings.num_warmup)
         nan = jnp.full(gradients.shape, jnp.nan, trace.step_size.dtype)
         return trace, WarmupInfo(iterations, gradients, jnp.zeros_like(gradients),
-                                 jnp.zeros(gradients.shape, bool), nan, None)
+                                 jnp.zeros(gradients.shape, bool), nan, nan, None)
 
     return run
 

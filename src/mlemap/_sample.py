@@ -35,7 +35,7 @@ from mlemap._adapt import AdaptSettings
 from mlemap._nuts import NutsSettings, default_chain_method, run_nuts
 from mlemap._programs import compiled
 from mlemap._shard import spans_processes, to_host
-from mlemap._starts import SamplingWarning, gaussian_seed, initial_state, laplace_seed
+from mlemap._starts import SamplingWarning, initial_state, laplace_seed
 
 __all__ = ["sample", "SamplingWarning"]
 
@@ -69,10 +69,9 @@ def sample(
                         + \\log|\\det J_T(u)|,
 
     the same builder as the MAP (``log_density_fn``) plus the log-Jacobian of the constraint
-    transforms :math:`T`. Each chain adapts a step size (dual averaging, to
-    ``target_accept``) and a diagonal or dense mass matrix during ``num_warmup`` iterations,
-    then records ``num_samples`` draws, which are mapped to the constrained space in one
-    vmapped call.
+    transforms :math:`T`. Each chain adapts a step size (to ``target_accept``) and a metric
+    (``metric``) during at most ``num_warmup`` iterations, then records ``num_samples``
+    draws, which are mapped to the constrained space in one vmapped call.
 
     Parameters
     ----------
@@ -122,7 +121,17 @@ def sample(
         Target mean acceptance probability of the step-size adaptation, in (0, 1); raise it
         (0.95, 0.99) to remove divergences.
     dense_mass : bool
-        Adapt a dense (full) mass matrix instead of a diagonal one.
+        Adapt a dense (full) mass matrix instead of a diagonal one (``metric="dense"``).
+    metric : {"auto", "dense", "low_rank", "diag", "numpyro"}
+        The metric (inverse mass matrix) and how it is learned. All but ``"numpyro"`` learn
+        it from draws *and* gradients (nutpie's estimator, :mod:`mlemap._metric`) in windows,
+        starting, with ``init="map"``, from the Laplace approximation at the MAP (the step
+        size from the Hessian's largest eigenvalue), and end the warm-up when the metric has
+        settled: ``num_warmup`` is then the most it runs. ``"dense"``: a full matrix;
+        ``"low_rank"``: a diagonal plus at most 32 eigenpairs (:math:`O(dk)` per leapfrog
+        step); ``"diag"``; ``"auto"``: dense up to 128 parameters, low-rank above.
+        ``"numpyro"``: NumPyro's own adaptation (Stan's windows, diagonal, or dense with
+        ``dense_mass=True``) over all ``num_warmup`` iterations.
     max_tree_depth : int or (int, int)
         Maximum depth of the NUTS tree (at most ``2**max_tree_depth - 1`` leapfrog steps); a
         pair sets warm-up and sampling separately.
@@ -152,9 +161,13 @@ def sample(
         - ``observed_data``: the data arrays;
         - attrs (root, posterior, sample_stats): ``seed``, ``num_chains``, ``num_warmup``,
           ``num_samples``, ``chain_method``, ``init``, ``target_accept``, ``dense_mass``
-          (0/1), ``max_tree_depth``, ``compile_seconds``, ``sampling_seconds`` and the
-          versions of mlemap, jax, numpyro and arviz. Plain numbers and strings, so
-          ``dt.to_netcdf(path)`` round-trips.
+          (0/1), ``max_tree_depth``, ``metric`` (the kind used), ``metric_rank``,
+          ``metric_init`` ("laplace", "gradient" or "identity"), ``adaptation`` ("mlemap"
+          or "numpyro"), ``compile_seconds``, ``sampling_seconds``, the versions of mlemap,
+          jax, numpyro and arviz, and per chain (integer arrays): ``warmup_iterations``,
+          ``warmup_gradients``, ``sampling_gradients`` (leapfrog steps), ``divergences``,
+          ``metric_settled`` (0/1) and ``metric_updates``. Plain numbers, strings and 1-d
+          integer arrays, so ``dt.to_netcdf(path)`` round-trips.
 
     Warns
     -----
@@ -245,20 +258,15 @@ def metric_rank(kind: str, dim: int) -> int:
     return {"dense": dim, "diag": 0}.get(kind, min(max(dim - 1, 0), LOW_RANK_MAX))
 
 
-def run_sampler(model, data, priors, init, options: Options, gaussian=None):
-    """Start, run and assemble ``sample`` (arguments already checked). ``gaussian``: a
-    Laplace approximation ``(mode, cov, hessian)`` to seed the metric from, instead of
-    fitting (``mm.posterior``'s)."""
+def run_sampler(model, data, priors, init, options: Options):
+    """Start, run and assemble ``sample`` (arguments already checked)."""
     init_key, chains_key = jax.random.split(jax.random.key(options.seed))
     start = initial_state(model, data, priors, init, init_key, options.num_chains)
     rank = metric_rank(options.metric, model.dim)
     seeded = None
     if not options.metric.startswith("numpyro"):
         seed_key = jax.random.fold_in(init_key, 1)
-        seeded = (laplace_seed(model, data, priors, start, rank, options.target_accept, seed_key)
-                  if gaussian is None else
-                  gaussian_seed(model, data, priors, start, *gaussian, rank,
-                                options.target_accept, seed_key))
+        seeded = laplace_seed(model, data, priors, start, rank, options.target_accept, seed_key)
     positions, seed = start.positions, None
     if seeded is not None:
         positions, seed = seeded

@@ -17,6 +17,9 @@ tree depth 10. Engines:
 ``nutpie-diag`` / ``nutpie-lowrank``
     nutpie (numba backend) on the PyMC model of the same problem, its default warm-up length,
     ``adaptation="diag"`` / ``"low_rank"``; all cores (``cores`` = CPUs).
+``laplace-psis``
+    ``mm.posterior(model, data, num_draws=4000)``: Laplace + PSIS when Pareto-k passes (its
+    own table: k, importance ESS, seconds, and its means against mlemap NUTS's).
 
 Each (problem, engine) runs in its own process: one cold call, then ``--repeats`` warm calls
 with new seeds; the engines of a problem run one after the other, in a rotated order over
@@ -28,6 +31,8 @@ means; the table gives medians.
 Usage::
 
     python experiments/nuts_metric.py --repeats 3 --out results/nuts_metric.json
+    python experiments/nuts_metric.py --engines laplace-psis --out results/psis.json
+    python experiments/nuts_metric.py --table results/nuts_metric.json,results/psis.json
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ sys.path.insert(0, str(HERE.parent))
 from benchmark import logistic_data, min_bulk_ess  # noqa: E402
 
 ENGINES = ("mlemap", "mlemap-lowrank", "mlemap-numpyro", "mlemap-numpyro-dense",
-           "nutpie-diag", "nutpie-lowrank")
+           "nutpie-diag", "nutpie-lowrank", "laplace-psis")
 PROBLEMS = ("easy", "correlated")
 SETTINGS = {"num_warmup": 1000, "num_samples": 1000, "num_chains": 4, "target_accept": 0.8,
             "max_tree_depth": 10, "n": 2000, "d": 50, "seed": 0}
@@ -141,7 +146,52 @@ def _nutpie(problem, engine):
     return call
 
 
+def _laplace_psis(problem):
+    """``mm.posterior`` with 4000 draws: Laplace + PSIS, or NUTS when Pareto-k is high."""
+    import warnings
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import numpyro.distributions as dist
+
+    import mlemap as mm
+
+    X, y = _data(problem)
+    model = mm.Model(
+        {"beta": mm.Param((X.shape[1],), prior=dist.Normal(0.0, 1.0))},
+        lambda p, data: dist.Bernoulli(logits=data["X"] @ p["beta"]).log_prob(data["y"]),
+    )
+    data = {"X": X, "y": y}
+
+    def call(seed):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dt = mm.posterior(model, data, num_draws=4000, seed=seed, progress_bar=False)
+        return dt.posterior["beta"].values, dict(dt.attrs)
+
+    return call
+
+
+def worker_laplace_psis(problem, repeats):
+    call = _laplace_psis(problem)
+    runs = []
+    for seed in range(1 + repeats):  # call 0 compiles
+        wall, cpu = time.perf_counter(), time.process_time()
+        draws, attrs = call(seed)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        runs.append({"seconds": wall, "cpu_seconds": cpu,
+                     "method": attrs["posterior_method"], "pareto_k": attrs["pareto_k"],
+                     "importance_ess": attrs.get("importance_ess", float("nan")),
+                     "mean": [float(v) for v in draws.mean(axis=(0, 1))],
+                     "sd": [float(v) for v in draws.std(axis=(0, 1))]})
+    print(RESULT + json.dumps(runs), flush=True)
+
+
 def worker(problem, engine, repeats):
+    if engine == "laplace-psis":
+        worker_laplace_psis(problem, repeats)
+        return
     call = _nutpie(problem, engine) if engine.startswith("nutpie") else _mlemap(problem, engine)
     runs = []
     for seed in range(1 + repeats):  # call 0 compiles
@@ -162,6 +212,29 @@ def _median(runs, key):
     return statistics.median(r[key] for r in runs)
 
 
+def laplace_table(results):
+    """Markdown rows of ``mm.posterior`` (Laplace + PSIS): medians of the warm calls, and the
+    largest distance of its means from mlemap NUTS's, in NUTS posterior sds."""
+    import numpy as np
+
+    rows = ["| problem | method | Pareto-k | importance ESS (of 4000) | warm s | warm CPU s | "
+            "max abs(mean - NUTS mean) / NUTS sd |", "| --- " * 7 + "|"]
+    for problem in PROBLEMS:
+        runs, nuts = results.get(f"{problem}/laplace-psis"), results.get(f"{problem}/mlemap")
+        if not runs:
+            continue
+        warm = runs[1:]
+        shift = "–"
+        if nuts:
+            ref = np.mean([r["mean"] for r in nuts[1:]], axis=0)
+            sd = np.mean([r["sd"] for r in nuts[1:]], axis=0)
+            shift = f"{np.median([np.max(np.abs(np.asarray(r['mean']) - ref) / sd) for r in warm]):.3f}"
+        rows.append(f"| {problem} | {warm[-1]['method']} | {_median(warm, 'pareto_k'):.2f} | "
+                    f"{_median(warm, 'importance_ess'):.0f} | {_median(warm, 'seconds'):.3f} | "
+                    f"{_median(warm, 'cpu_seconds'):.3f} | {shift} |")
+    return "\n".join(rows)
+
+
 def table(results):
     """Markdown rows: medians of the warm calls."""
     rows = ["| problem | engine | min bulk ESS | ESS/s | ESS/CPU-s | ESS/gradient | "
@@ -172,6 +245,8 @@ def table(results):
         base = results.get(f"{problem}/mlemap")
         for engine in ENGINES:
             runs = results.get(f"{problem}/{engine}")
+            if engine == "laplace-psis":
+                continue
             if not runs:
                 continue
             warm = runs[1:]
@@ -200,9 +275,16 @@ def main():
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--out", default="results/nuts_metric.json")
+    parser.add_argument("--table", help="print the tables of a results file and stop")
     args = parser.parse_args()
     if args.worker:
         worker(*args.worker, args.repeats)
+        return
+    if args.table:
+        results = {}
+        for path in args.table.split(","):
+            results.update(json.loads(Path(path).read_text())["results"])
+        print(table(results) + "\n\n" + laplace_table(results))
         return
     engines, problems = args.engines.split(","), args.problems.split(",")
     results = {}
@@ -233,7 +315,7 @@ def main():
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"machine": machine, "settings": SETTINGS,
                                           "results": results}, indent=1))
-    print(table(results))
+    print(table(results) + "\n\n" + laplace_table(results))
 
 
 if __name__ == "__main__":

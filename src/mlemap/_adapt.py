@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.scipy.special import ndtri
-from numpyro.infer.hmc import hmc, momentum_generator
+from numpyro.infer.hmc import momentum_generator
 from numpyro.infer.hmc_util import (IntegratorState, dual_averaging, euclidean_kinetic_energy,
                                     find_reasonable_step_size)
 

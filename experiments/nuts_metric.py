@@ -306,9 +306,11 @@ def main():
                     run["load_before"] = load
                 results.setdefault(f"{problem}/{engine}", []).extend(
                     runs if not results.get(f"{problem}/{engine}") else runs[1:])
-                print(f"{problem}/{engine}: ESS/grad "
-                      f"{_median(runs[1:], 'ess_per_gradient'):.3f}, ESS/s "
-                      f"{_median(runs[1:], 'ess_per_s'):.0f}, load {load:.1f}", flush=True)
+                summary = (f"k {_median(runs[1:], 'pareto_k'):.2f}, s "
+                           f"{_median(runs[1:], 'seconds'):.3f}" if engine == "laplace-psis" else
+                           f"ESS/grad {_median(runs[1:], 'ess_per_gradient'):.3f}, ESS/s "
+                           f"{_median(runs[1:], 'ess_per_s'):.0f}")
+                print(f"{problem}/{engine}: {summary}, load {load:.1f}", flush=True)
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(),
                "python": platform.python_version(), "started": started,
                "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

@@ -201,6 +201,24 @@ def test_a_gaussian_posterior_settles_the_seeded_metric_early():
     assert np.all(dt.attrs["warmup_iterations"] < FAST["num_warmup"])
 
 
+@pytest.mark.slow
+def test_a_kinked_likelihood_whose_mode_seeds_nothing_does_not_stall():
+    """Absolute-error regression: the Hessian at the MAP is singular (the kinks), so nothing
+    is seeded, and the gradient at the MAP is ~0, so nutpie's 1 / |gradient| first metric
+    would be 1e20 (it stalled a chain at step size 1e-12, or at 0 with every transition
+    divergent). The identity starts it instead: no warning (R-hat, divergences, ESS)."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(40, 1))
+    y = 0.5 + 1.5 * x[:, 0] + 0.5 * rng.standard_t(df=3, size=40)
+    model, data = mm.glm(x, y, family=mm.families.laplace(scale_prior=dist.HalfNormal(2.0)),
+                         prior=dist.Normal(0.0, 5.0))
+    dt = mm.sample(model, data, seed=3, **dict(FAST, num_warmup=400, num_chains=2))
+    assert dt.attrs["metric_init"] == "identity"
+    assert np.all(dt.attrs["divergences"] == 0)
+    steps = dt.sample_stats["step_size"].values[:, 0]
+    assert steps.max() / steps.min() < 3, steps
+
+
 def test_bad_metric_arguments(normal_data):
     with pytest.raises(ValueError, match="metric must be one of"):
         mm.sample(normal_mean_model(), normal_data, metric="full")

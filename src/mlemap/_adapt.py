@@ -9,7 +9,8 @@ NumPyro's own adaptation is switched off; this module adapts instead:
 
 1. **Start.** Seeded (``init="map"``): the Laplace approximation's metric and the step size
    from the largest eigenvalue of the Hessian in its coordinates (:func:`seed_step_size`).
-   Otherwise nutpie's first metric (variances :math:`1/|\\nabla\\log\\pi|`) and NumPyro's
+   Otherwise nutpie's first metric (variances :math:`1/|\\nabla\\log\\pi|`; the identity
+   when the start is the MAP, where the gradient vanishes) and NumPyro's
    ``find_reasonable_step_size``.
 2. **Metric windows.** Draws and gradients (in the current :math:`x`) fill a buffer; at the
    end of each window (:func:`windows`: nutpie's short early windows when unseeded, growing
@@ -93,6 +94,10 @@ class AdaptSettings(NamedTuple):
     max_tree_depth: int | tuple[int, int]
     rank: int  # eigenpairs of the metric: 0 diagonal, dim dense
     seeded: bool  # the metric and step size are arguments (from the Laplace approximation)
+    #: Unseeded: nutpie's first metric, 1 / |gradient| at the start, or (False) the identity,
+    #: when the start is the MAP, where the gradient is ~0 and says nothing of the scales
+    #: (a kinked likelihood whose Hessian seeds nothing: variances of 1e20 stalled a chain).
+    gradient_metric: bool = True
 
 
 class Seed(NamedTuple):
@@ -213,7 +218,11 @@ def _find_step_size(kernel, state, metric, step_size, key, data, priors):
     z_info = IntegratorState(state.z, None, state.potential_energy, state.z_grad)
     found = find_reasonable_step_size(potential, euclidean_kinetic_energy, momentum_generator,
                                       step_size, jnp.ones_like(state.z), z_info, key)
-    tries = 1 + jnp.round(jnp.abs(jnp.log2(found / step_size)))
+    # A search that failed (no step size at which the energy is finite) ends at 0 or NaN:
+    # its tries are counted down to the smallest normal float.
+    floor = jnp.finfo(found.dtype).tiny
+    ratio = jnp.where(jnp.isfinite(found), jnp.maximum(found, floor), floor) / step_size
+    tries = 1 + jnp.round(jnp.abs(jnp.log2(ratio)))
     return found, tries.astype(jnp.result_type(int))
 
 
@@ -223,9 +232,12 @@ def init_chain(kernel, key, position, seed, data, priors) -> Chain:
     kernel_key, step_key = jax.random.split(key)
     if settings.seeded:
         metric, step_size = seed.metric, seed.step_size
-    else:
+    elif settings.gradient_metric:
         grad = jax.grad(lambda u: -kernel.gen(data, priors, _metric.identity(dim, 0))(u))(position)
         metric, step_size = _metric.from_gradient_at(position, grad, settings.rank), 1.0
+    else:
+        metric = _metric.identity(dim, settings.rank, dtype)._replace(center=position)
+        step_size = 1.0
     state = kernel.init(_metric.from_position(metric, position), 1, step_size=step_size,
                         adapt_step_size=False, adapt_mass_matrix=False, trajectory_length=None,
                         max_tree_depth=settings.max_tree_depth,
@@ -297,20 +309,26 @@ def end_window(kernel, chain: Chain, data, priors) -> Chain:
     new = _metric.compose(chain.metric, correction)
     finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in new]))
     change = finite & ~settled & (count >= 2)
-    metric = jax.tree.map(lambda a, b: jnp.where(change, a, b), new, chain.metric)
-    state = chain.hmc
-    grad_u = _metric.from_gradient(chain.metric, state.z_grad)
-    u = _metric.to_position(chain.metric, state.z)
-    state = state._replace(z=_metric.from_position(metric, u),
-                           z_grad=_metric.to_gradient(metric, grad_u))
-    current = state.adapt_state.step_size
+    old_state = chain.hmc
+    grad_u = _metric.from_gradient(chain.metric, old_state.z_grad)
+    u = _metric.to_position(chain.metric, old_state.z)
+    candidate = old_state._replace(z=_metric.from_position(new, u),
+                                   z_grad=_metric.to_gradient(new, grad_u))
+    current = old_state.adapt_state.step_size
     # Searched only where the metric changed (all chains of a vmapped program search).
-    key = jax.random.fold_in(state.rng_key, 1)
+    key = jax.random.fold_in(old_state.rng_key, 1)
     step_size, tries = lax.cond(
-        change, lambda: _find_step_size(kernel, state, metric, current, key, data, priors),
+        change, lambda: _find_step_size(kernel, candidate, new, current, key, data, priors),
         lambda: (current, jnp.zeros((), jnp.result_type(int))))
-    da = jax.tree.map(lambda a, b: jnp.where(change, a, b), _da_start(step_size, False),
-                      chain.da)
+    # No finite, positive step size for the new metric (its trajectories are not finite
+    # around the current point: an estimate from gradients that barely vary, as a kinked
+    # likelihood's): the new metric is rejected and the chain goes on with the current one.
+    change = change & jnp.isfinite(step_size) & (step_size > 0)
+    step_size = jnp.where(change, step_size, current)
+    pick = lambda a, b: jnp.where(change, a, b)  # noqa: E731
+    metric = jax.tree.map(pick, new, chain.metric)
+    state = jax.tree.map(pick, candidate, old_state)
+    da = jax.tree.map(pick, _da_start(step_size, False), chain.da)
     info = chain.info._replace(metric_updates=chain.info.metric_updates + change,
                                settled=settled, spread=spread, misfit=misfit,
                                gradients=chain.info.gradients + tries)

@@ -270,7 +270,7 @@ def run_sampler(model, data, priors, init, options: Options):
     positions, seed = start.positions, None
     if seeded is not None:
         positions, seed = seeded
-    settings = _settings(options, rank, seeded is not None)
+    settings = _settings(options, rank, seeded is not None, start.mode is None)
     trace, info, compile_seconds, sampling_seconds = run_nuts(
         model, settings, options.chain_method, jax.random.split(chains_key, options.num_chains),
         positions, seed, data, priors, _progress_printer(options.progress_bar),
@@ -279,6 +279,8 @@ def run_sampler(model, data, priors, init, options: Options):
                     lambda: postprocess_fn(model, options.log_likelihood),
                     trace.position, data, priors)
     attrs = _attrs(options, start.init, seeded is not None, rank, trace, info)
+    if seeded is None and start.mode is not None:
+        attrs["metric_init"] = "identity"
     attrs.update(compile_seconds=float(compile_seconds + post.compile_seconds),
                  sampling_seconds=float(sampling_seconds))
     dt = to_datatree(model, data, trace, post.run(trace.position, data, priors), attrs)
@@ -291,12 +293,12 @@ def run_sampler(model, data, priors, init, options: Options):
     return dt
 
 
-def _settings(options: Options, rank: int, seeded: bool):
+def _settings(options: Options, rank: int, seeded: bool, gradient_metric: bool):
     if options.metric.startswith("numpyro"):
         return NutsSettings(options.num_warmup, options.num_samples, options.target_accept,
                             options.metric == "numpyro_dense", options.max_tree_depth)
     return AdaptSettings(options.num_warmup, options.num_samples, options.target_accept,
-                         options.max_tree_depth, rank, seeded)
+                         options.max_tree_depth, rank, seeded, gradient_metric)
 
 
 def _attrs(options: Options, init_used: str, seeded: bool, rank: int, trace, info) -> dict:

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import numpyro  # noqa: F401  (before any test module imports arviz: see below)
 import pytest
+
+# arviz_base loads numpyro through lazy_loader; when arviz comes first, the numpyro package
+# it leaves lacks its `distributions.distribution` attribute, which numpyro.factor reads
+# (AttributeError). Importing numpyro here, before any test module, avoids that
+# third-party interplay; mlemap itself always imports numpyro before arviz.
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -49,7 +49,11 @@ def conjugate():
     x, y = _conjugate_data(rng)
     model, data = mm.glm(x, y, family=families.gaussian(sigma=1.0), prior=dist.Normal(0.0, TAU),
                          intercept_prior=dist.Normal(0.0, TAU))
-    posterior = mm.sample(model, data, seed=1, **NUTS)
+    # 1000 draws a chain: at 500, R-hat (rank-normalized, folded) over seeds 1-8 was
+    # 1.0007-1.013 with the metric learned from draws and gradients and 0.999-1.007 with
+    # NumPyro's, whose tail ESS per draw is the same (5100-5600 of 8000 draws for both): two
+    # chains of 500 draws sit at the 1.01 limit either way.
+    posterior = mm.sample(model, data, seed=1, **{**NUTS, "num_samples": 1000})
     estimates = {
         "MLE": mm.fit(model, data, method="mle"),
         "MAP": mm.fit(model, data),

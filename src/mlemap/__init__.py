@@ -9,7 +9,10 @@ MAP = MLE + prior. The package, in the order of its flow:
 - solvers   ``solvers`` (one interface, one loop, a registry: lbfgs, newton, fista, polish);
 - fit       ``_fit`` (check -> solve -> diagnose) with ``_diagnose`` (what an end point means);
 - laplace   ``_laplace`` (Gaussian at the mode, delta method, Pareto-k);
-- sample    ``_sample`` (coordinator), ``_starts``, ``_nuts`` (NumPyro's NUTS), ``_draws``;
+- sample    ``_sample`` (coordinator), ``_starts``, ``_nuts`` (NumPyro's NUTS), ``_adapt``
+            (the warm-up: metric windows, step size), ``_metric`` (the metric from draws and
+            gradients, as a change of variables), ``_draws``;
+- posterior ``_posterior`` (Laplace + PSIS when Pareto-k passes, else NUTS from the mode);
 - results   ``_summary`` (statsmodels' coefficient table), ``_predict`` (glm predictions);
 - compare   ``_compare``, ``_sweep``, ``plots``, all reading ``_flat`` views;
 - shared    ``_data`` (the data check), ``_checks`` (arguments), ``_programs`` (the compiled-
@@ -24,6 +27,7 @@ from mlemap._fit import FitError, FitWarning, PointEstimate, fit
 from mlemap._laplace import LaplaceApprox, LaplaceWarning, laplace
 from mlemap._model import Model, Param
 from mlemap._numpyro import from_numpyro
+from mlemap._posterior import posterior
 from mlemap._predict import predict
 from mlemap._sample import SamplingWarning, sample
 from mlemap._shard import shard
@@ -48,6 +52,7 @@ __all__ = [
     "laplace",
     "LaplaceApprox",
     "LaplaceWarning",
+    "posterior",
     "sample",
     "SamplingWarning",
     "summary",

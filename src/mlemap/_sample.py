@@ -21,9 +21,10 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 from numpyro.distributions import Distribution
 
 from mlemap import _checks
@@ -31,10 +32,11 @@ from mlemap._data import as_arrays, check_data
 from mlemap._density import argument_priors, check_log_likelihood
 from mlemap._draws import diagnostics, drift_messages, postprocess_fn, to_datatree, versions
 from mlemap._model import Model
+from mlemap._adapt import AdaptSettings
 from mlemap._nuts import NutsSettings, default_chain_method, run_nuts
 from mlemap._programs import compiled
 from mlemap._shard import spans_processes, to_host
-from mlemap._starts import SamplingWarning, initial_positions
+from mlemap._starts import SamplingWarning, initial_state, laplace_seed
 
 __all__ = ["sample", "SamplingWarning"]
 
@@ -52,6 +54,7 @@ def sample(
     chain_method: str | None = None,
     target_accept: float = 0.8,
     dense_mass: bool = False,
+    metric: str = "auto",
     max_tree_depth: int | tuple[int, int] = 10,
     log_likelihood: bool = True,
     progress_bar: bool = True,
@@ -67,10 +70,9 @@ def sample(
                         + \\log|\\det J_T(u)|,
 
     the same builder as the MAP (``log_density_fn``) plus the log-Jacobian of the constraint
-    transforms :math:`T`. Each chain adapts a step size (dual averaging, to
-    ``target_accept``) and a diagonal or dense mass matrix during ``num_warmup`` iterations,
-    then records ``num_samples`` draws, which are mapped to the constrained space in one
-    vmapped call.
+    transforms :math:`T`. Each chain adapts a step size (to ``target_accept``) and a metric
+    (``metric``) during at most ``num_warmup`` iterations, then records ``num_samples``
+    draws, which are mapped to the constrained space in one vmapped call.
 
     Parameters
     ----------
@@ -120,7 +122,17 @@ def sample(
         Target mean acceptance probability of the step-size adaptation, in (0, 1); raise it
         (0.95, 0.99) to remove divergences.
     dense_mass : bool
-        Adapt a dense (full) mass matrix instead of a diagonal one.
+        Adapt a dense (full) mass matrix instead of a diagonal one (``metric="dense"``).
+    metric : {"auto", "dense", "low_rank", "diag", "numpyro"}
+        The metric (inverse mass matrix) and how it is learned. All but ``"numpyro"`` learn
+        it from draws *and* gradients (nutpie's estimator, :mod:`mlemap._metric`) in windows,
+        starting, with ``init="map"``, from the Laplace approximation at the MAP (the step
+        size from the Hessian's largest eigenvalue), and end the warm-up when the metric has
+        settled: ``num_warmup`` is then the most it runs. ``"dense"``: a full matrix;
+        ``"low_rank"``: a diagonal plus at most 32 eigenpairs (:math:`O(dk)` per leapfrog
+        step); ``"diag"``; ``"auto"``: dense up to 128 parameters, low-rank above.
+        ``"numpyro"``: NumPyro's own adaptation (Stan's windows, diagonal, or dense with
+        ``dense_mass=True``) over all ``num_warmup`` iterations.
     max_tree_depth : int or (int, int)
         Maximum depth of the NUTS tree (at most ``2**max_tree_depth - 1`` leapfrog steps); a
         pair sets warm-up and sampling separately.
@@ -152,9 +164,13 @@ def sample(
         - ``observed_data``: the data arrays;
         - attrs (root, posterior, sample_stats): ``seed``, ``num_chains``, ``num_warmup``,
           ``num_samples``, ``chain_method``, ``init``, ``target_accept``, ``dense_mass``
-          (0/1), ``max_tree_depth``, ``compile_seconds``, ``sampling_seconds`` and the
-          versions of mlemap, jax, numpyro and arviz. Plain numbers and strings, so
-          ``dt.to_netcdf(path)`` round-trips.
+          (0/1), ``max_tree_depth``, ``metric`` (the kind used), ``metric_rank``,
+          ``metric_init`` ("laplace", "gradient" or "identity"), ``adaptation`` ("mlemap"
+          or "numpyro"), ``compile_seconds``, ``sampling_seconds``, the versions of mlemap,
+          jax, numpyro and arviz, and per chain (integer arrays): ``warmup_iterations``,
+          ``warmup_gradients``, ``sampling_gradients`` (leapfrog steps), ``divergences``,
+          ``metric_settled`` (0/1) and ``metric_updates``. Plain numbers, strings and 1-d
+          integer arrays, so ``dt.to_netcdf(path)`` round-trips.
 
     Warns
     -----
@@ -188,43 +204,131 @@ def sample(
         raise TypeError(f"model must be an mlemap.Model; got {type(model).__name__}.")
     _checks.sample_settings(num_warmup, num_samples, num_chains, target_accept, max_tree_depth,
                             chain_method, init, seed, log_likelihood)
+    kind = metric_kind(metric, dense_mass, model.dim)
     priors, _ = _checks.priors_override(model, priors, False)  # fit's checks and messages
     # Every non-conditional prior, the model's own too, is an argument of the programs
     # (shared by the models of the same structure), as arrays of fixed dtypes.
     priors = as_arrays(argument_priors(model, priors))
     data, _ = check_data(data, model)
     check_log_likelihood(model, data)  # pointwise, checked before anything is traced
-    chain_method = _chain_method(chain_method, num_chains, data)
-    settings = NutsSettings(
-        int(num_warmup), int(num_samples), float(target_accept), bool(dense_mass),
-        tuple(int(d) for d in max_tree_depth) if isinstance(max_tree_depth, tuple)
-        else int(max_tree_depth),
+    options = Options(int(num_warmup), int(num_samples), int(num_chains), int(seed),
+                      _chain_method(chain_method, num_chains, data), float(target_accept),
+                      kind, tuple(int(d) for d in max_tree_depth)
+                      if isinstance(max_tree_depth, tuple) else int(max_tree_depth),
+                      bool(log_likelihood), bool(progress_bar))
+    return run_sampler(model, data, priors, init, options)
+
+
+class Options(NamedTuple):
+    """``sample``'s checked settings."""
+
+    num_warmup: int
+    num_samples: int
+    num_chains: int
+    seed: int
+    chain_method: str
+    target_accept: float
+    metric: str  # "dense", "low_rank", "diag", "numpyro_diag" or "numpyro_dense"
+    max_tree_depth: int | tuple[int, int]
+    log_likelihood: bool
+    progress_bar: bool
+
+
+#: ``metric="auto"`` is dense up to this dimension (O(d^2) per leapfrog step), low-rank above.
+DENSE_MAX_DIM = 128
+#: Eigenpairs of a low-rank metric, at most.
+LOW_RANK_MAX = 32
+METRICS = ("auto", "dense", "low_rank", "diag", "numpyro")
+
+
+def metric_kind(metric: str, dense_mass: bool, dim: int) -> str:
+    """The metric ``sample`` adapts, from its ``metric`` and ``dense_mass`` arguments."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}.")
+    if not isinstance(dense_mass, bool | np.bool_):
+        raise TypeError(f"dense_mass must be True or False; got {dense_mass!r}.")
+    if metric == "numpyro":
+        return "numpyro_dense" if dense_mass else "numpyro_diag"
+    if dense_mass and metric not in ("auto", "dense"):
+        raise ValueError(f"dense_mass=True asks for a dense metric but metric={metric!r}; "
+                         "give one of them (dense_mass=True is metric='dense').")
+    if metric == "auto":
+        return "dense" if dense_mass or dim <= DENSE_MAX_DIM else "low_rank"
+    return metric
+
+
+def metric_rank(kind: str, dim: int) -> int:
+    """Eigenpairs of the metric: ``dim`` dense, at most ``LOW_RANK_MAX`` (and below ``dim``)
+    low-rank, 0 diagonal."""
+    return {"dense": dim, "diag": 0}.get(kind, min(max(dim - 1, 0), LOW_RANK_MAX))
+
+
+def run_sampler(model, data, priors, init, options: Options):
+    """Start, run and assemble ``sample`` (arguments already checked)."""
+    init_key, chains_key = jax.random.split(jax.random.key(options.seed))
+    start = initial_state(model, data, priors, init, init_key, options.num_chains)
+    rank = metric_rank(options.metric, model.dim)
+    seeded = None
+    if not options.metric.startswith("numpyro"):
+        seed_key = jax.random.fold_in(init_key, 1)
+        seeded = laplace_seed(model, data, priors, start, rank, options.target_accept, seed_key)
+    positions, seed = start.positions, None
+    if seeded is not None:
+        positions, seed = seeded
+    settings = _settings(options, rank, seeded is not None, start.mode is None)
+    trace, info, compile_seconds, sampling_seconds = run_nuts(
+        model, settings, options.chain_method, jax.random.split(chains_key, options.num_chains),
+        positions, seed, data, priors, _progress_printer(options.progress_bar),
     )
-    init_key, chains_key = jax.random.split(jax.random.key(int(seed)))
-    positions, init_used = initial_positions(model, data, priors, init, init_key, num_chains)
-    trace, compile_seconds, sampling_seconds = run_nuts(
-        model, settings, chain_method, jax.random.split(chains_key, num_chains), positions,
-        data, priors, _progress_printer(progress_bar),
-    )
-    post = compiled(model, ("sample", "postprocess", bool(log_likelihood)),
-                    lambda m: postprocess_fn(m, bool(log_likelihood)),
+    post = compiled(model, ("sample", "postprocess", options.log_likelihood),
+                    lambda m: postprocess_fn(m, options.log_likelihood),
                     trace.position, data, priors)
-    sampling_depth = max_tree_depth[1] if isinstance(max_tree_depth, tuple) else max_tree_depth
-    attrs = {
-        "seed": int(seed), "num_chains": int(num_chains), "num_warmup": int(num_warmup),
-        "num_samples": int(num_samples), "chain_method": chain_method, "init": init_used,
-        "target_accept": float(target_accept), "dense_mass": int(bool(dense_mass)),
-        "max_tree_depth": int(sampling_depth),
-        "compile_seconds": float(compile_seconds + post.compile_seconds),
-        "sampling_seconds": float(sampling_seconds), "inference_library": "numpyro",
-        **versions(),
-    }
+    attrs = _attrs(options, start.init, seeded is not None, rank, trace, info)
+    if seeded is None and start.mode is not None:
+        attrs["metric_init"] = "identity"
+    attrs.update(compile_seconds=float(compile_seconds + post.compile_seconds),
+                 sampling_seconds=float(sampling_seconds))
     dt = to_datatree(model, data, trace, post.run(trace.position, data, priors), attrs)
-    messages = diagnostics(dt, num_chains, sampling_depth)
+    sampling_depth = (options.max_tree_depth[1] if isinstance(options.max_tree_depth, tuple)
+                      else options.max_tree_depth)
+    messages = diagnostics(dt, options.num_chains, sampling_depth)
     messages += drift_messages(model, to_host(trace.position), -to_host(trace.potential_energy))
     for message in messages:
-        warnings.warn(message, SamplingWarning, stacklevel=2)
+        warnings.warn(message, SamplingWarning, stacklevel=3)
     return dt
+
+
+def _settings(options: Options, rank: int, seeded: bool, gradient_metric: bool):
+    if options.metric.startswith("numpyro"):
+        return NutsSettings(options.num_warmup, options.num_samples, options.target_accept,
+                            options.metric == "numpyro_dense", options.max_tree_depth)
+    return AdaptSettings(options.num_warmup, options.num_samples, options.target_accept,
+                         options.max_tree_depth, rank, seeded, gradient_metric)
+
+
+def _attrs(options: Options, init_used: str, seeded: bool, rank: int, trace, info) -> dict:
+    """Plain numbers, strings and 1-d integer arrays (per chain), so netCDF round-trips."""
+    depth = options.max_tree_depth
+    per_chain = lambda x: np.asarray(to_host(x), dtype=np.int64)  # noqa: E731
+    numpyro = options.metric.startswith("numpyro")
+    return {
+        "seed": options.seed, "num_chains": options.num_chains,
+        "num_warmup": options.num_warmup, "num_samples": options.num_samples,
+        "chain_method": options.chain_method, "init": init_used,
+        "target_accept": options.target_accept,
+        "dense_mass": int(options.metric in ("dense", "numpyro_dense")),
+        "max_tree_depth": int(depth[1] if isinstance(depth, tuple) else depth),
+        "metric": options.metric, "metric_rank": int(rank if not numpyro else 0),
+        "metric_init": "laplace" if seeded else ("identity" if numpyro else "gradient"),
+        "adaptation": "numpyro" if numpyro else "mlemap",
+        "warmup_iterations": per_chain(info.iterations),
+        "warmup_gradients": per_chain(info.gradients),
+        "sampling_gradients": per_chain(np.sum(to_host(trace.num_steps), axis=1)),
+        "divergences": per_chain(np.sum(to_host(trace.diverging), axis=1)),
+        "metric_settled": per_chain(info.settled),
+        "metric_updates": per_chain(info.metric_updates),
+        "inference_library": "numpyro", **versions(),
+    }
 
 
 def _chain_method(chain_method, num_chains, data) -> str:

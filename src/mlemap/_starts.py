@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution
 
+from mlemap import _metric
+from mlemap._adapt import Seed, seed_step_size
 from mlemap._density import log_density_fn, log_density_terms, merge_priors
 from mlemap._diagnose import Status
 from mlemap._fit import fit
+from mlemap._laplace import curvature
 from mlemap._model import Model, check_param_names
 from mlemap._programs import compiled
 from mlemap._shard import to_host
 
-__all__ = ["initial_positions", "prior_positions", "SamplingWarning"]
+__all__ = ["initial_positions", "initial_state", "laplace_seed", "gaussian_seed",
+           "prior_positions",
+           "SamplingWarning", "Start", "SEED_MAX_DIM"]
 
 #: Half-width of the uniform jitter around the MAP (unconstrained space) for ``init="map"``.
 MAP_JITTER = 0.1
@@ -30,6 +36,18 @@ MAP_JITTER = 0.1
 UNIFORM_RADIUS = 2.0
 #: How many times a random start that gives a non-finite log-density is drawn again.
 MAX_INIT_TRIES = 20
+#: Above this dimension the metric is not seeded from the Laplace approximation (its
+#: Hessian costs ``dim`` gradients and ``dim**2`` numbers).
+SEED_MAX_DIM = 2048
+
+
+class Start(NamedTuple):
+    """Starting points ``(num_chains, dim)``, the init used, and the MAP (unconstrained,
+    ``(dim,)``) when ``init="map"`` found one, else None."""
+
+    positions: jax.Array
+    init: str
+    mode: jax.Array | None
 
 
 class SamplingWarning(UserWarning):
@@ -111,7 +129,7 @@ def prior_positions(model, priors, rng_key, num_chains):
 
 def _map_positions(model, data, priors, rng_key, num_chains):
     """The ``jacobian=True`` MAP (``mm.fit``, same priors) with U(-0.1, 0.1) jitter per chain,
-    or None."""
+    and the MAP; or None, None and why."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a failed fit is reported below, once
@@ -126,9 +144,9 @@ def _map_positions(model, data, priors, rng_key, num_chains):
             jitter = jax.random.uniform(
                 rng_key, (num_chains, model.dim), minval=-MAP_JITTER, maxval=MAP_JITTER
             )
-            return center[None, :] + jitter, None
+            return center[None, :] + jitter, center, None
         reason = f"the MAP optimization found no interior point to start from ({estimate.message})"
-    return None, reason
+    return None, None, reason
 
 
 #: Fits whose end point is a good start for the chains though it may not be a converged
@@ -171,6 +189,12 @@ def _expected_shapes(model, num_chains):
 
 
 def initial_positions(model, data, priors, init, rng_key, num_chains):
+    """``(positions, init used)``: :func:`initial_state` without the MAP."""
+    start = initial_state(model, data, priors, init, rng_key, num_chains)
+    return start.positions, start.init
+
+
+def initial_state(model, data, priors, init, rng_key, num_chains) -> Start:
     """Starting points ``(num_chains, dim)``, each with a finite log-density and gradient.
 
     Random starts ("map", "prior", "uniform") that are not finite are drawn again, up to
@@ -187,11 +211,12 @@ def initial_positions(model, data, priors, init, rng_key, num_chains):
                 f"{_describe_bad_start(terms, c)}. Choose starting values inside the region "
                 "where the likelihood and the priors are finite."
             )
-        return positions, "dict"
+        return Start(positions, "dict", None)
 
+    mode = None
     if init == "map":
         map_key, rng_key = jax.random.split(rng_key)
-        positions, reason = _map_positions(model, data, priors, map_key, num_chains)
+        positions, mode, reason = _map_positions(model, data, priors, map_key, num_chains)
         if positions is None:
             warnings.warn(
                 f"init='map': {reason}; the chains start from init='prior' instead.",
@@ -209,7 +234,7 @@ def initial_positions(model, data, priors, init, rng_key, num_chains):
     for _ in range(MAX_INIT_TRIES):
         finite, terms = _finite_at(model, positions, data, priors)
         if finite.all():
-            return positions, init
+            return Start(positions, init, mode)
         rng_key, sub = jax.random.split(rng_key)
         fresh = _uniform_positions(model, sub, num_chains)
         positions = jnp.where(jnp.asarray(finite)[:, None], positions, fresh)
@@ -220,3 +245,43 @@ def initial_positions(model, data, priors, init, rng_key, num_chains):
         "Check the data (NaN or inf, values outside the likelihood's support) and the "
         "priors, or pass init as a dict of values where the density is finite."
     )
+
+
+def laplace_seed(model, data, priors, start: Start, rank: int, target_accept: float,
+                 rng_key) -> tuple[jax.Array, Seed] | None:
+    """:func:`gaussian_seed` of the Laplace approximation at the MAP of ``start``, or None
+    (no MAP, ``dim > SEED_MAX_DIM``, or a Hessian that is not negative definite)."""
+    if start.mode is None or model.dim > SEED_MAX_DIM or model.dim == 0:
+        return None
+    curv = curvature(model, data, start.mode, "map", merge_priors(model, priors))
+    if curv.cov is None:
+        return None
+    return gaussian_seed(model, data, priors, start, start.mode, curv.cov, curv.hessian, rank,
+                         target_accept, rng_key)
+
+
+def gaussian_seed(model, data, priors, start: Start, mode, cov, hessian, rank: int,
+                  target_accept: float, rng_key) -> tuple[jax.Array, Seed]:
+    """Starting points and NUTS's first metric and step size from a Gaussian approximation
+    :math:`N(\\hat u, \\Sigma)` with :math:`\\Sigma = (-H)^{-1}`.
+
+    The metric is :func:`mlemap._metric.from_covariance` of :math:`\\Sigma` (``rank``
+    eigenpairs; exact when ``rank = dim``), the step size :func:`mlemap._adapt.seed_step_size`
+    of the largest eigenvalue of :math:`-A^\\top H A` (:math:`A` the metric's linear map:
+    1 when exact), and each chain starts at a draw :math:`F(z)`, :math:`z \\sim N(0, I)`
+    (in the typical set of a near-Gaussian posterior, where the MAP is not), or where
+    ``start`` put it when the log-density is not finite at the draw.
+    """
+    metric = _metric.from_covariance(np.asarray(mode), np.asarray(cov), rank)
+    linear = np.asarray(jax.jacfwd(lambda x: _metric.to_position(metric, x))(
+        jnp.zeros_like(metric.center)))
+    largest = float(np.linalg.eigvalsh(linear.T @ (-np.asarray(hessian)) @ linear)[-1])
+    step_size = seed_step_size(largest, model.dim, target_accept)
+    num_chains = start.positions.shape[0]
+    z = jax.random.normal(rng_key, start.positions.shape, start.positions.dtype)
+    draws = jax.vmap(lambda x: _metric.to_position(metric, x))(z)
+    finite, _ = _finite_at(model, draws, data, priors)
+    positions = jnp.where(jnp.asarray(finite)[:, None], draws, start.positions)
+    seed = Seed(jax.tree.map(lambda a: jnp.broadcast_to(a, (num_chains, *a.shape)), metric),
+                jnp.full(num_chains, step_size, start.positions.dtype))
+    return positions, seed

@@ -21,6 +21,8 @@ from mlemap import CompareWarning, FitWarning, compare, compare_losses, prior_sw
 TAU = 0.3
 N = 30
 NUTS = dict(num_warmup=400, num_samples=500, num_chains=2, progress_bar=False)
+#: The conjugate fixture's settings (see ``conjugate`` for why 1000 draws a chain).
+CONJUGATE_NUTS = {**NUTS, "num_samples": 1000}
 
 
 def _conjugate_data(rng, n=N):
@@ -53,7 +55,7 @@ def conjugate():
     # 1.0007-1.013 with the metric learned from draws and gradients and 0.999-1.007 with
     # NumPyro's, whose tail ESS per draw is the same (5100-5600 of 8000 draws for both): two
     # chains of 500 draws sit at the 1.01 limit either way.
-    posterior = mm.sample(model, data, seed=1, **{**NUTS, "num_samples": 1000})
+    posterior = mm.sample(model, data, seed=1, **CONJUGATE_NUTS)
     estimates = {
         "MLE": mm.fit(model, data, method="mle"),
         "MAP": mm.fit(model, data),
@@ -98,7 +100,7 @@ def test_named_coefficients_name_the_rows_and_the_posterior(conjugate, table):
     named, _ = mm.glm(np.asarray(data["X"]), np.asarray(data["y"]),
                       family=families.gaussian(sigma=1.0), prior=dist.Normal(0.0, TAU),
                       intercept_prior=dist.Normal(0.0, TAU), names=["x"])
-    named_posterior = mm.sample(named, data, seed=1, **NUTS)
+    named_posterior = mm.sample(named, data, seed=1, **CONJUGATE_NUTS)  # the fixture's draws
     beta = named_posterior["posterior"]["beta"]
     assert beta.dims == ("chain", "draw", "coef") and list(beta["coef"].values) == ["x"]
     assert "beta[x]" in arviz_stats.summary(named_posterior, kind="stats").index

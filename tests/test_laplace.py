@@ -3,6 +3,8 @@
 Expected numbers come from statsmodels 0.15 (run here) and closed forms.
 """
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
@@ -198,3 +200,133 @@ def test_pareto_k_sees_a_heavy_tailed_posterior():
     reference, _, _ = scipy.stats.genpareto.fit(weights[-tail:] - cutoff, floc=0.0)
     assert approx.pareto_k > 0.7
     np.testing.assert_allclose(approx.pareto_k, reference, atol=0.15)
+
+
+# --- Pareto-k from a first batch of draws (log p evaluated at fewer than num_draws) ---------
+
+
+def _scipy_pareto_k(log_ratios: np.ndarray) -> float:
+    """Maximum-likelihood generalized Pareto shape (scipy) of the largest
+    M = floor(min(S/5, 3 sqrt(S))) importance weights above the cutoff: PSIS's tail
+    (Vehtari et al. 2024)."""
+    import scipy.stats
+
+    weights = np.sort(np.exp(log_ratios - np.max(log_ratios)))
+    tail = int(np.floor(min(weights.size / 5, 3 * np.sqrt(weights.size))))
+    shape, _, _ = scipy.stats.genpareto.fit(weights[-tail:] - weights[-tail - 1], floc=0.0)
+    return float(shape)
+
+
+def _independent_cauchy(dim: int):
+    """y_j = 0 ~ Cauchy(mu_j, 1), flat prior: mode 0, -H = 2 I, so q = N(0, I/2) and
+    log p(u) - log q(u) = sum_j (u_j^2 - log(1 + u_j^2)) + const."""
+    model = mm.Model({"mu": mm.Param((dim,)) if dim > 1 else mm.Param()},
+                     lambda p, d: dist.Cauchy(p["mu"], 1.0).log_prob(d["y"]))
+    return model, {"y": jnp.zeros(dim) if dim > 1 else jnp.zeros(1)}
+
+
+def _cauchy_log_ratios(approx) -> np.ndarray:
+    mu = approx.draws["posterior"]["mu"]
+    u = np.asarray(mu).reshape(mu.sizes["draw"], -1)  # (draws, dim)
+    np.testing.assert_allclose(approx.mean, 0.0, atol=1e-8)
+    np.testing.assert_allclose(approx.cov, 0.5 * np.eye(u.shape[1]), atol=1e-8)
+    return np.sum(u**2 - np.log1p(u**2), axis=1)
+
+
+def _same_up_to_a_constant(a, b, rtol=1e-8):
+    a, b = np.asarray(a), np.asarray(b)
+    np.testing.assert_allclose(a - a.mean(), b - b.mean(), atol=rtol * np.ptp(b) + 1e-12)
+
+
+@pytest.mark.parametrize(("k", "decided"), [(0.26, True), (0.28, False), (1.12, False),
+                                            (1.14, True), (np.nan, False), (-np.inf, True),
+                                            (np.inf, True)])
+def test_pareto_k_is_decided_two_standard_errors_from_0_7(k, decided):
+    """S = 200: M = floor(min(40, 42.4)) = 40 tail draws, sd(k-hat) at k = 0.7 is
+    sqrt(40) 1.7 / 50 = 0.2150, so k-hat is decided outside 0.7 -+ 0.430 = (0.270, 1.130)."""
+    from mlemap._laplace import pareto_k_is_decided
+
+    assert pareto_k_is_decided(k, 200) is decided
+
+
+def test_an_exact_gaussian_stops_after_the_first_batch():
+    """Normal mean, sigma = 1.5 known, prior N(0, 2^2): the posterior is
+    N(m, 1/P) with P = 1/4 + n/1.5^2, m = sum(y)/1.5^2 / P (closed form), which q equals,
+    so every draw's ratio is the same (the full evaluation's k is -inf too): log p is
+    evaluated at the first 200 of the 1000 draws only."""
+    y = np.random.default_rng(5).normal(0.7, 1.5, size=25)
+    model = mm.Model({"mu": mm.Param(prior=dist.Normal(0.0, 2.0))},
+                     lambda p, d: dist.Normal(p["mu"], 1.5).log_prob(d["y"]))
+    approx = mm.laplace(model, {"y": y}, num_draws=1000)
+    precision = 1 / 4 + y.size / 1.5**2
+    np.testing.assert_allclose(approx.mean, [np.sum(y) / 1.5**2 / precision], rtol=1e-8)
+    np.testing.assert_allclose(approx.cov, [[1 / precision]], rtol=1e-8)
+    assert approx.pareto_k == -np.inf
+    assert approx.pareto_k_draws == 200 and approx.log_ratios.shape == (200,)
+    assert approx.draws["posterior"].sizes["draw"] == 1000
+
+
+def test_a_clearly_heavy_tail_is_decided_from_the_first_batch():
+    """100 independent Cauchy posteriors under q = N(0, I/2): the first 200 ratios give
+    k-hat above 1.13, decided; they are the closed-form ratios of the first 200 draws, and
+    scipy's fit to all 1000 closed-form ratios (what the full evaluation sees) is also
+    above 0.7."""
+    model, data = _independent_cauchy(100)
+    with pytest.warns(LaplaceWarning, match="Pareto-k"):
+        approx = mm.laplace(model, data, num_draws=1000, seed=0)
+    ratios = _cauchy_log_ratios(approx)
+    assert approx.pareto_k_draws == 200 and approx.pareto_k > 1.13
+    _same_up_to_a_constant(approx.log_ratios, ratios[:200])
+    assert _scipy_pareto_k(ratios) > 0.7
+
+
+def test_a_clearly_light_tail_is_decided_from_the_first_batch():
+    """Logistic regression, n = 2000, d = 20, N(0, 1) prior: near-Gaussian, the first 200
+    ratios give k-hat below 0.27, decided, with no warning. The ratios are the closed form
+    sum(y eta - log(1 + e^eta)) - |beta|^2/2 - log N(beta | mean, cov) (scipy) of the first
+    200 draws, and scipy's fit to all 1000 is also below 0.7."""
+    import scipy.stats
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(2000, 20))
+    y = (rng.uniform(size=2000) < 1 / (1 + np.exp(-X @ (0.3 * rng.normal(size=20))))).astype(float)
+    model = mm.Model({"beta": mm.Param((20,), prior=dist.Normal(0.0, 1.0))},
+                     lambda p, d: dist.Bernoulli(logits=d["X"] @ p["beta"]).log_prob(d["y"]))
+    approx = mm.laplace(model, {"X": X, "y": y}, num_draws=1000, seed=4)
+    beta = np.asarray(approx.draws["posterior"]["beta"])[0]  # (1000, 20)
+    eta = beta @ X.T
+    log_p = np.sum(y * eta - np.logaddexp(0.0, eta), axis=1) - 0.5 * np.sum(beta**2, axis=1)
+    log_q = scipy.stats.multivariate_normal(np.asarray(approx.mean),
+                                            np.asarray(approx.cov)).logpdf(beta)
+    assert approx.pareto_k_draws == 200 and approx.pareto_k < 0.27
+    _same_up_to_a_constant(approx.log_ratios, (log_p - log_q)[:200], rtol=1e-6)
+    assert _scipy_pareto_k(log_p - log_q) < 0.7
+
+
+def test_a_borderline_k_evaluates_every_draw():
+    """One Cauchy posterior under q = N(0, 1/2): k near 0.7, so the first 200 ratios leave
+    it undecided (scipy's fit to them, with arviz's prior weight, (40 k + 5) / 50, is inside
+    (0.27, 1.13) too) and log p is evaluated at all 1000 draws, whose ratios are the closed
+    form's. Whether k lands above 0.7, and warns, is the borderline itself: not tested."""
+    model, data = _independent_cauchy(1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "laplace: Pareto-k", LaplaceWarning)
+        approx = mm.laplace(model, data, num_draws=1000, seed=0)
+    ratios = _cauchy_log_ratios(approx)
+    assert approx.pareto_k_draws == 1000 and approx.log_ratios.shape == (1000,)
+    _same_up_to_a_constant(approx.log_ratios, ratios)
+    assert 0.27 < (40 * _scipy_pareto_k(ratios[:200]) + 5) / 50 < 1.13
+
+
+def test_laplace_at_every_draw_extends_the_first_batch():
+    """What mm.posterior calls: log p at all draws, whose first 200 ratios are laplace's."""
+    from mlemap._laplace import laplace_at_every_draw
+
+    model, data = _independent_cauchy(100)
+    with pytest.warns(LaplaceWarning, match="Pareto-k"):
+        early = mm.laplace(model, data, num_draws=1000, seed=0)
+    with pytest.warns(LaplaceWarning, match="Pareto-k"):
+        every = laplace_at_every_draw(model, data, num_draws=1000, seed=0)
+    assert every.pareto_k_draws == 1000 and every.log_ratios.shape == (1000,)
+    np.testing.assert_allclose(every.log_ratios[:200], early.log_ratios, rtol=1e-12)
+    assert every.pareto_k > 0.7

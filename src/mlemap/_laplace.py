@@ -13,6 +13,9 @@ log-Jacobian (``method="map"``: the density of the unconstrained coordinates, wh
 :math:`\\Sigma` is the inverse observed information, the classical standard errors of
 statsmodels). Draws of :math:`q` are mapped to the constrained space; the Pareto-k of the
 importance ratios :math:`\\log p(u) - \\log q(u)` over the draws says how well :math:`q` fits.
+Evaluating :math:`\\log p` at a draw costs about a pass over the data, so it is evaluated at
+a first batch of the draws, and at the rest only when the batch leaves Pareto-k undecided
+(:func:`pareto_k_is_decided`).
 """
 
 from __future__ import annotations
@@ -66,12 +69,14 @@ class LaplaceApprox(NamedTuple):
         model's ``coords``): the layout of ``mm.sample``.
         ``None`` when the Hessian is not positive definite.
     pareto_k : float
-        Pareto-k of :math:`\\log p - \\log q` over the draws (arviz_stats' PSIS): below 0.7
-        the approximation is usable for importance sampling; above, it is not. ``-inf`` when
-        the ratios are constant to the float's precision: the Gaussian is exact here (a
-        Gaussian likelihood with a Gaussian or flat prior on its mean).
-    log_ratios : Array (num_draws,)
-        :math:`\\log p(u_s) - \\log q(u_s)`, up to a constant.
+        Pareto-k of :math:`\\log p - \\log q` over the first ``pareto_k_draws`` draws
+        (arviz_stats' PSIS): below 0.7 the approximation is usable for importance sampling;
+        above, it is not. ``-inf`` when the ratios are constant to the float's precision:
+        the Gaussian is exact here (a Gaussian likelihood with a Gaussian or flat prior on
+        its mean).
+    log_ratios : Array (pareto_k_draws,)
+        :math:`\\log p(u_s) - \\log q(u_s)`, up to a constant, of the first
+        ``pareto_k_draws`` draws of ``draws``.
     is_positive_definite : bool
         Whether :math:`-H` has a Cholesky factor (scaled to unit diagonal first).
     condition_number : float
@@ -83,6 +88,11 @@ class LaplaceApprox(NamedTuple):
         ``"map"`` (posterior, with Jacobian) or ``"mle"`` (observed information).
     flat_names : list[str]
         Names of the unconstrained coordinates (:meth:`Model.unconstrained_names`).
+    pareto_k_draws : int
+        How many draws :math:`\\log p` was evaluated at, and ``pareto_k`` computed from: the
+        first ``min(200, num_draws)``, when their :math:`\\hat k` is already on one side of
+        0.7 beyond its sampling error (:func:`pareto_k_is_decided`); else all
+        ``num_draws``. 0 when the Hessian is not positive definite.
     """
 
     mode: PointEstimate
@@ -97,6 +107,7 @@ class LaplaceApprox(NamedTuple):
     condition_number: float
     method: str
     flat_names: list[str]
+    pareto_k_draws: int
 
 
 class Curvature(NamedTuple):
@@ -138,7 +149,9 @@ def laplace(
     priors : dict, optional
         Prior overrides, as in :func:`mlemap.fit`.
     num_draws : int
-        Draws of the Gaussian, for ``draws`` and ``pareto_k``.
+        Draws of the Gaussian, for ``draws`` and ``pareto_k``. :math:`\\log p` is evaluated
+        at the first ``min(200, num_draws)``, and at the others only when those leave
+        Pareto-k undecided: ``pareto_k_draws`` says how many.
     seed : int
         Seed of the draws.
     **fit_kwargs
@@ -155,6 +168,20 @@ def laplace(
         ill-conditioned (fewer than 3 correct digits), when Pareto-k exceeds 0.7, or when
         the mode is not a converged interior maximum.
     """
+    return _laplace(model, data, mode=mode, method=method, priors=priors, num_draws=num_draws,
+                    seed=seed, every_draw=False, **fit_kwargs)
+
+
+def laplace_at_every_draw(model: Model, data: Any, **kwargs) -> LaplaceApprox:
+    """:func:`laplace` with :math:`\\log p` evaluated at every draw: ``log_ratios`` has all
+    ``num_draws`` entries and ``pareto_k`` is theirs (``pareto_k_draws == num_draws``), as
+    the PSIS weights of every draw need (:func:`mlemap.posterior`). Same arguments."""
+    return _laplace(model, data, every_draw=True, **kwargs)
+
+
+def _laplace(model, data, *, mode=None, method=None, priors=None, num_draws=1000, seed=0,
+             every_draw: bool, **fit_kwargs) -> LaplaceApprox:
+    """:func:`laplace`'s body; ``every_draw``: evaluate log p at every draw, undecided or not."""
     if method is None:
         method = mode.method if isinstance(mode, PointEstimate) else "map"
     _check_arguments(model, method, num_draws, seed)
@@ -171,23 +198,40 @@ def laplace(
         return LaplaceApprox(mode, mean, jnp.full((dim, dim), jnp.nan), jnp.asarray(curv.hessian),
                              {k: jnp.full(p.shape, jnp.nan) for k, p in model.params.items()},
                              None, float("nan"), jnp.full((0,), jnp.nan), False, np.inf,
-                             method, names)
+                             method, names, 0)
     _warn_ill_conditioned(curv, mean.dtype)
-    draw = _programs(model, method)[2]
-    log_ratios, log_p, params = draw(mean, jnp.asarray(np.linalg.cholesky(curv.cov)), seed, data,
-                                     priors, num_draws=int(num_draws))
-    pareto_k = _pareto_k(np.asarray(log_ratios), np.asarray(log_p))
+    first = int(num_draws) if every_draw else min(_FIRST_BATCH, int(num_draws))
+    log_ratios, pareto_k, params = _importance_ratios(
+        model, method, mean, jnp.asarray(np.linalg.cholesky(curv.cov)), seed, data, priors,
+        int(num_draws), first)
     if not pareto_k <= 0.7:
         warnings.warn(
             f"laplace: Pareto-k of the importance ratios is {pareto_k:.2f} (> 0.7): the "
             "Gaussian is a poor approximation of this posterior. Sample it with mm.sample.",
-            LaplaceWarning, stacklevel=2)
+            LaplaceWarning, stacklevel=3)
     dims, coords = arviz_dims(model)
     draws = arviz_base.from_dict({"posterior": {k: np.asarray(v)[None] for k, v in params.items()}},
                                  dims=dims, coords=coords)
     std_errors = {k: jnp.asarray(v) for k, v in curv.std_errors.items()}
     return LaplaceApprox(mode, mean, jnp.asarray(curv.cov), jnp.asarray(curv.hessian), std_errors,
-                         draws, pareto_k, log_ratios, True, curv.condition_number, method, names)
+                         draws, pareto_k, jnp.asarray(log_ratios), True, curv.condition_number,
+                         method, names, int(log_ratios.shape[0]))
+
+
+def _importance_ratios(model, method, mean, chol, seed, data, priors, num_draws: int,
+                       first: int) -> tuple[np.ndarray, float, dict]:
+    """``num_draws`` draws ``u = mean + L z`` of q, their constrained values, and the
+    log-ratios :math:`\\log p(u_s) - \\log q(u_s)` ``(S,)`` and Pareto-k of the first
+    ``S = first`` of them, or of all ``S = num_draws`` when the first leave k undecided."""
+    draw, log_density = _programs(model, method)[2:]
+    first_u, rest_u, log_q, params = draw(mean, chol, seed, num_draws=num_draws, first=first)
+    log_q = np.asarray(log_q)
+    log_p = np.asarray(log_density(first_u, data, priors))
+    pareto_k = _pareto_k(log_p - log_q[:first], log_p)
+    if first < num_draws and not pareto_k_is_decided(pareto_k, first):
+        log_p = np.concatenate([log_p, np.asarray(log_density(rest_u, data, priors))])
+        pareto_k = _pareto_k(log_p - log_q, log_p)
+    return log_p - log_q[:log_p.shape[0]], pareto_k, params
 
 
 def _check_arguments(model, method, num_draws, seed) -> None:
@@ -218,10 +262,10 @@ def _mode(model, data, mode, method, priors, fit_kwargs) -> PointEstimate:
         warnings.warn(
             "mode was fitted with jacobian=False: the Gaussian is centred off the mode of the "
             "unconstrained density it approximates (only equal for unconstrained parameters). "
-            "Fit with jacobian=True.", LaplaceWarning, stacklevel=3)
+            "Fit with jacobian=True.", LaplaceWarning, stacklevel=4)
     if mode.result not in (Status.CONVERGED, Status.NOT_UNIQUE):  # the latter: warned later
         warnings.warn(f"laplace: the mode is not a converged interior maximum ({mode.message})",
-                      LaplaceWarning, stacklevel=3)
+                      LaplaceWarning, stacklevel=4)
     return mode
 
 
@@ -238,7 +282,7 @@ def curvature(model: Model, data, position, method: str, priors: Mapping | None 
     number allows, whatever the units of the parameters (raw columns make :math:`P`'s own
     condition number huge without making :math:`\\Sigma` any less accurate).
     """
-    hessian_fn, jacobian_fn, _ = _programs(model, method)
+    hessian_fn, jacobian_fn = _programs(model, method)[:2]
     priors = argument_priors(model, priors or {})
     hessian = np.asarray(hessian_fn(jnp.asarray(position), data, priors))
     hessian = 0.5 * (hessian + hessian.T)
@@ -269,6 +313,10 @@ def curvature(model: Model, data, position, method: str, priors: Mapping | None 
     return Curvature(hessian, cov, std_errors, eig, condition)
 
 
+#: Draws whose log p is evaluated first; the others only when these leave Pareto-k undecided.
+_FIRST_BATCH = 200
+#: How many standard errors of k-hat from 0.7 decide it from the first batch alone.
+_DECISIVE_STANDARD_ERRORS = 2.0
 #: Importance ratios that vary by less than this (weights equal to 6 digits) are constant.
 _EXACT_SPREAD = 1e-6
 #: Σ is trusted to about condition_number * eps; beyond this, it has fewer than 3 digits.
@@ -294,7 +342,7 @@ def _warn_not_positive_definite(curv: Curvature, names: list[str], not_unique: b
         "maximum and has no Gaussian approximation; cov and std_errors are NaN. Fix: give "
         "the weakly identified parameters a proper prior, reparameterize (e.g. non-centered), "
         "or check the mode's status (a boundary or a saddle point).",
-        LaplaceWarning, stacklevel=3)
+        LaplaceWarning, stacklevel=4)
 
 
 def _warn_ill_conditioned(curv: Curvature, dtype) -> None:
@@ -305,11 +353,12 @@ def _warn_ill_conditioned(curv: Curvature, dtype) -> None:
             f"{curv.condition_number:.3g} after scaling to unit diagonal): cov and std_errors "
             f"have only about {max(0.0, -np.log10(curv.condition_number * eps)):.0f} correct "
             "digits. Nearly collinear columns do this: drop or combine them, or fit in "
-            "float64.", LaplaceWarning, stacklevel=3)
+            "float64.", LaplaceWarning, stacklevel=4)
 
 
 def _programs(model: Model, method: str):
-    """Jitted Hessian, constrain-Jacobian and draws with their log-ratios; data is an argument.
+    """Jitted Hessian, constrain-Jacobian, draws of q and the log-density at a batch of
+    them (compiled once per batch shape); data and priors are arguments.
 
     The linear algebra between them (inverse, delta method, Cholesky) is a few ``dim x dim``
     numpy calls: run op by op in JAX, each would compile a program of its own on first use.
@@ -324,20 +373,53 @@ def _programs(model: Model, method: str):
         def flat_constrained(u):
             return jnp.concatenate([jnp.ravel(v) for v in model.constrain(u).values()])
 
-        def draw(mean, chol, seed, data, priors, num_draws):
-            """``num_draws`` draws ``u = mean + L z`` of q: their log p - log q (up to a
-            constant, irrelevant to Pareto-k), their log p and their constrained values."""
+        def draw(mean, chol, seed, num_draws, first):
+            """``num_draws`` draws ``u = mean + L z`` of q, split into the ``first`` ones
+            ``(first, dim)`` and the others; their log q ``(num_draws,)`` (up to a constant,
+            irrelevant to Pareto-k) and their constrained values."""
             z = jax.random.normal(jax.random.key(seed), (num_draws, mean.shape[0]),
                                   dtype=mean.dtype)
             draws_u = mean[None, :] + z @ chol.T
             log_q = -0.5 * jnp.sum(z * z, axis=1)
-            log_p = jax.vmap(target, in_axes=(0, None, None))(draws_u, data, priors)
-            return log_p - log_q, log_p, jax.vmap(model.constrain)(draws_u)
+            return draws_u[:first], draws_u[first:], log_q, jax.vmap(model.constrain)(draws_u)
+
+        def log_density(draws_u, data, priors):
+            """The importance target's log p at each of the draws ``(S, dim)``: ``(S,)``."""
+            return jax.vmap(target, in_axes=(0, None, None))(draws_u, data, priors)
 
         return (jax.jit(jax.hessian(objective)), jax.jit(jax.jacfwd(flat_constrained)),
-                jax.jit(draw, static_argnames="num_draws"))
+                jax.jit(draw, static_argnames=("num_draws", "first")), jax.jit(log_density))
 
     return program(model, ("laplace", method), build)
+
+
+def pareto_k_is_decided(pareto_k: float, num_draws: int) -> bool:
+    """Whether :math:`\\hat k` from ``num_draws`` importance ratios is on one side of 0.7
+    beyond its sampling error, so that more draws would not change the verdict.
+
+    Decided: :math:`\\hat k = -\\infty` (constant ratios: exact) or :math:`+\\infty` (a
+    non-finite ratio, which more draws keep), or :math:`|\\hat k - 0.7| > 2\\,\\mathrm{sd}`,
+    a two-standard-error test of :math:`k = 0.7`. The standard error: PSIS fits the
+    generalized Pareto to the largest :math:`M = \\lfloor\\min(S/5,\\ 3\\sqrt S)\\rfloor`
+    ratios (Vehtari et al. 2024, "Pareto smoothed importance sampling", JMLR; arviz_stats'
+    tail length at ``r_eff = 1``); the maximum-likelihood shape has asymptotic variance
+    :math:`(1 + k)^2 / M` (Smith 1985; Hosking & Wallis 1987), and arviz_stats' Zhang-Stephens
+    estimate adds a weak prior, :math:`\\hat k = (M\\,\\hat k_{ML} + 10 \\cdot 0.5)/(M + 10)`,
+    which scales it by :math:`M/(M + 10)`:
+
+    .. math::
+
+        \\mathrm{sd}(\\hat k) \\approx \\frac{\\sqrt M\\,(1 + k)}{M + 10},
+        \\quad\\text{at } k = 0.7.
+
+    For :math:`S = 200`, :math:`M = 40`, sd = 0.22: decided below 0.27 or above 1.13.
+    NaN (PSIS found no Pareto tail) is undecided.
+    """
+    if np.isinf(pareto_k):
+        return True
+    tail = np.floor(min(num_draws / 5, 3 * np.sqrt(num_draws)))
+    sd_at_threshold = np.sqrt(tail) * (1 + 0.7) / (tail + 10)
+    return bool(abs(pareto_k - 0.7) > _DECISIVE_STANDARD_ERRORS * sd_at_threshold)
 
 
 def _pareto_k(log_ratios: np.ndarray, log_p: np.ndarray) -> float:

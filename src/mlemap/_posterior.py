@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 from numpyro.distributions import Distribution
 
-from mlemap._laplace import LaplaceWarning, laplace
+from mlemap._laplace import LaplaceWarning, laplace_at_every_draw
 from mlemap._model import Model
 from mlemap._sample import sample
 
@@ -88,7 +88,9 @@ def posterior(
         raise TypeError("posterior runs NUTS from the MAP (init='map'); init cannot be given.")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LaplaceWarning)
-        approx = laplace(model, data, priors=priors, num_draws=num_draws, seed=seed)
+        # every draw's log-ratio: the weights below are of all S draws
+        approx = laplace_at_every_draw(model, data, priors=priors, num_draws=num_draws,
+                                       seed=seed)
     for w in caught:  # the approximation's warnings, but for Pareto-k's, which is said below
         if not str(w.message).startswith("laplace: Pareto-k"):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -39,3 +39,35 @@ def test_drift_criterion_on_made_up_chains():
     overflowed[1, -1, 0] = np.inf
     drift = drift_messages(model, overflowed, rng.normal(size=(chains, draws)))
     assert len(drift) == 1 and "keep growing;" in drift[0], drift
+
+
+def _made_up_draws(energy: np.ndarray):
+    """A DataTree with a well-mixed posterior (i.i.d. normal draws) and the given energy
+    ``(chain, draw)``, as mm.sample writes them."""
+    import arviz_base
+
+    rng = np.random.default_rng(3)
+    chains, draws = energy.shape
+    return arviz_base.from_dict({
+        "posterior": {"mu": rng.normal(size=(chains, draws))},
+        "sample_stats": {"energy": energy, "diverging": np.zeros((chains, draws), bool),
+                         "tree_depth": np.ones((chains, draws), int)},
+    })
+
+
+def test_low_e_bfmi_is_reported_with_the_chains_numpy_counts():
+    """E-BFMI of a chain, sum((E_t - E_{t-1})^2) / sum((E_t - mean E)^2) (Betancourt 2016):
+    an i.i.d. energy has about 2, a slowly wandering one (a random walk) far below 0.3."""
+    from mlemap._draws import diagnostics
+
+    rng = np.random.default_rng(0)
+    iid = rng.normal(size=(2, 1000))
+    walk = np.cumsum(rng.normal(size=(2, 1000)), axis=1)
+    energy = np.concatenate([iid, walk])
+    by_numpy = [np.sum(np.diff(e) ** 2) / np.sum((e - e.mean()) ** 2) for e in energy]
+    assert by_numpy[0] > 1.5 and by_numpy[1] > 1.5 and max(by_numpy[2:]) < 0.3
+    messages = diagnostics(_made_up_draws(energy), num_chains=4, max_tree_depth=10)
+    [bfmi] = [m for m in messages if "E-BFMI" in m]
+    assert "in 2 of 4 chains" in bfmi and f"lowest {min(by_numpy):.2f}" in bfmi
+    assert not [m for m in diagnostics(_made_up_draws(iid), num_chains=2, max_tree_depth=10)
+                if "E-BFMI" in m]

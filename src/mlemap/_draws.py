@@ -32,6 +32,8 @@ OBS_DIM = "obs"
 #: Diagnostic thresholds (Vehtari et al. 2021): R-hat, bulk ESS per chain.
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
+#: E-BFMI below this in a chain is a warning (Betancourt 2016; Stan's and ArviZ's rule).
+BFMI_MIN = 0.3
 
 
 def postprocess_fn(model: Model, pointwise: bool = True) -> Callable:
@@ -149,7 +151,8 @@ def _tree_depth(num_steps: np.ndarray) -> np.ndarray:
 
 
 def diagnostics(dt, num_chains: int, max_tree_depth: int) -> list[str]:
-    """One message per failed check: divergences, R-hat, bulk ESS, maximum tree depth."""
+    """One message per failed check: divergences, maximum tree depth, E-BFMI (ArviZ's; the
+    energy Bayesian fraction of missing information, Betancourt 2016), R-hat, bulk ESS."""
     import arviz_stats
 
     messages = []
@@ -172,8 +175,17 @@ def diagnostics(dt, num_chains: int, max_tree_depth: int) -> list[str]:
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # constant quantities give NaN
+        bfmi = np.asarray(arviz_stats.bfmi(dt)["energy"]).ravel()
         rhat = arviz_stats.rhat(dt, group="posterior")
         ess = arviz_stats.ess(dt, group="posterior", method="bulk")
+    low = bfmi[bfmi < BFMI_MIN]
+    if low.size:
+        messages.append(
+            f"E-BFMI < {BFMI_MIN} in {low.size} of {bfmi.size} chains (lowest {low.min():.2f}): "
+            "resampling the momentum barely moves the energy, so NUTS explores the posterior's "
+            "tails or a funnel (a hierarchical scale) poorly and the draws may be biased. "
+            "Reparameterize (e.g. non-centered) or give heavy tails a lighter prior."
+        )
     rhat_bad = _flagged(rhat, lambda v: v > RHAT_MAX)
     if rhat_bad:
         worst = max(v for _, v in rhat_bad)

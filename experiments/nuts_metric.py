@@ -66,13 +66,8 @@ def _data(problem):
     return X, y
 
 
-def _mlemap(problem, engine):
-    import warnings
-
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    import numpy as np
+def _logistic_model(problem):
+    """The problem's logistic regression with a N(0, 1) prior, as an mlemap Model, and data."""
     import numpyro.distributions as dist
 
     import mlemap as mm
@@ -82,7 +77,20 @@ def _mlemap(problem, engine):
         {"beta": mm.Param((X.shape[1],), prior=dist.Normal(0.0, 1.0))},
         lambda p, data: dist.Bernoulli(logits=data["X"] @ p["beta"]).log_prob(data["y"]),
     )
-    data = {"X": X, "y": y}
+    return model, {"X": X, "y": y}
+
+
+def _mlemap(problem, engine):
+    import warnings
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+
+    import mlemap as mm
+
+    model, data = _logistic_model(problem)
     options = {"mlemap": {}, "mlemap-lowrank": {"metric": "low_rank"},
                "mlemap-numpyro": {"metric": "numpyro"},
                "mlemap-numpyro-dense": {"metric": "numpyro", "dense_mass": True}}[engine]
@@ -153,16 +161,10 @@ def _laplace_psis(problem):
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    import numpyro.distributions as dist
 
     import mlemap as mm
 
-    X, y = _data(problem)
-    model = mm.Model(
-        {"beta": mm.Param((X.shape[1],), prior=dist.Normal(0.0, 1.0))},
-        lambda p, data: dist.Bernoulli(logits=data["X"] @ p["beta"]).log_prob(data["y"]),
-    )
-    data = {"X": X, "y": y}
+    model, data = _logistic_model(problem)
 
     def call(seed):
         with warnings.catch_warnings():

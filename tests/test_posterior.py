@@ -77,6 +77,35 @@ def test_psis_corrects_a_skewed_posterior():
     assert abs(raw.mean() - truth.mean()) > 6 * error
 
 
+def test_psis_draws_have_samples_groups_and_loo_reads_them():
+    """The PSIS tree has mm.sample's layout: derived quantities in ``posterior``, the
+    pointwise log-likelihood (scipy.stats' log-pdf at each draw) for LOO, the log-prior of
+    each parameter (scipy.stats'), the observed data; no sample_stats (no sampler ran)."""
+    rng = np.random.default_rng(5)
+    y = rng.normal(2.0, 1.3, size=30)
+    model = mm.Model(
+        {"mu": mm.Param(prior=dist.Normal(0.0, 10.0)),
+         "sigma": mm.Param(constraint=constraints.positive, prior=dist.HalfNormal(5.0))},
+        lambda p, d: dist.Normal(p["mu"], p["sigma"]).log_prob(d["y"]),
+        derived=lambda p, d: {"precision": p["sigma"] ** -2},
+    )
+    dt = mm.posterior(model, {"y": y}, num_draws=1000, seed=6)
+    assert dt.attrs["posterior_method"] == "laplace_psis", dt.attrs["posterior_reason"]
+    assert set(dt.children) == {"posterior", "log_likelihood", "log_prior", "observed_data"}
+    mu, sigma = dt.posterior["mu"].values, dt.posterior["sigma"].values
+    np.testing.assert_allclose(dt.posterior["precision"].values, sigma**-2, rtol=1e-12)
+    expected = scipy.stats.norm.logpdf(y, mu[..., None], sigma[..., None])
+    np.testing.assert_allclose(dt.log_likelihood["log_likelihood"].values, expected, rtol=1e-10)
+    np.testing.assert_allclose(dt.log_prior["sigma"].values,
+                               scipy.stats.halfnorm.logpdf(sigma, scale=5.0), rtol=1e-10)
+    np.testing.assert_array_equal(dt.observed_data["y"].values, y)
+    loo = arviz_stats.loo(dt)
+    assert loo.n_data_points == 30 and np.isfinite(loo.elpd)
+    lean = mm.posterior(model, {"y": y}, num_draws=1000, seed=6, log_likelihood=False)
+    assert "log_likelihood" not in lean.children
+    np.testing.assert_array_equal(lean.posterior["mu"].values, mu)
+
+
 @pytest.mark.slow
 def test_a_heavy_tailed_posterior_runs_nuts():
     """One Cauchy observation, mu ~ N(0, 10): the posterior has Cauchy-like tails the Gaussian

@@ -23,7 +23,7 @@ from mlemap._model import Model, arviz_dims, entry_name, resolve_prior
 from mlemap._nuts import NutsTrace
 from mlemap._shard import to_host
 
-__all__ = ["postprocess_fn", "to_datatree", "diagnostics", "drift_messages",
+__all__ = ["postprocess_fn", "nuts_stats", "to_datatree", "diagnostics", "drift_messages",
            "versions", "LOG_LIKELIHOOD_VAR", "OBS_DIM"]
 
 #: Name of the pointwise log-likelihood variable and of its observation dimension.
@@ -92,8 +92,24 @@ def versions() -> dict[str, str]:
     return out
 
 
-def to_datatree(model, data, trace: NutsTrace, post, attrs):
-    """Assemble the ArviZ DataTree with ``arviz_base.from_dict``."""
+def nuts_stats(trace: NutsTrace) -> dict[str, np.ndarray]:
+    """The ``sample_stats`` group of NUTS draws, in ArviZ's names."""
+    num_steps = to_host(trace.num_steps)
+    return {
+        "diverging": np.asarray(to_host(trace.diverging), dtype=bool),
+        "lp": -to_host(trace.potential_energy),
+        "energy": to_host(trace.energy),
+        "tree_depth": _tree_depth(num_steps),
+        "n_steps": num_steps,
+        "acceptance_rate": to_host(trace.accept_prob),
+        "step_size": to_host(trace.step_size),
+    }
+
+
+def to_datatree(model, data, post, attrs, sample_stats: dict | None = None):
+    """Assemble the ArviZ DataTree with ``arviz_base.from_dict``: ``post`` is
+    :func:`postprocess_fn`'s output at draws of shape ``(chain, draw, ...)``;
+    ``sample_stats`` (e.g. :func:`nuts_stats`) is left out when None."""
     import arviz_base
 
     params, derived, log_lik, log_prior = post
@@ -110,26 +126,17 @@ def to_datatree(model, data, trace: NutsTrace, post, attrs):
         dims[LOG_LIKELIHOOD_VAR] = ([OBS_DIM] if event_ndim == 1
                                     else [f"{OBS_DIM}_dim_{i}" for i in range(event_ndim)])
         groups["log_likelihood"] = {LOG_LIKELIHOOD_VAR: log_lik}
-    num_steps = to_host(trace.num_steps)
-    sample_stats = {
-        "diverging": np.asarray(to_host(trace.diverging), dtype=bool),
-        "lp": -to_host(trace.potential_energy),
-        "energy": to_host(trace.energy),
-        "tree_depth": _tree_depth(num_steps),
-        "n_steps": num_steps,
-        "acceptance_rate": to_host(trace.accept_prob),
-        "step_size": to_host(trace.step_size),
-    }
+    stats = {} if sample_stats is None else {"sample_stats": sample_stats}
     tree = arviz_base.from_dict(
         {
             **groups,
-            "sample_stats": sample_stats,
+            **stats,
             "log_prior": {k: to_host(v) for k, v in log_prior.items()},
             "observed_data": _observed_data(data),
         },
         dims=dims,
         index_origin=0,
-        attrs={"/": attrs, "sample_stats": attrs},
+        attrs={"/": attrs, **{group: attrs for group in stats}},
     )
     # The posterior on its own: a named parameter's dims (Param.dims) and labels (coords)
     # are its own, while the log_prior group holds one scalar per parameter of the same name.

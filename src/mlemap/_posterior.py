@@ -20,12 +20,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import arviz_stats  # noqa: F401  (registers the .azstats accessor)
+import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from numpyro.distributions import Distribution
 
+from mlemap._checks import priors_override
+from mlemap._data import as_arrays, check_data
+from mlemap._density import argument_priors
+from mlemap._draws import postprocess_fn, to_datatree
 from mlemap._laplace import LaplaceWarning, laplace_at_every_draw
 from mlemap._model import Model
+from mlemap._programs import compiled
 from mlemap._sample import sample
 
 __all__ = ["posterior", "pareto_k_threshold", "psis_weights"]
@@ -55,6 +61,7 @@ def posterior(
     num_draws: int = 4000,
     seed: int = 0,
     priors: Mapping[str, Distribution | None] | None = None,
+    log_likelihood: bool = True,
     **sample_kwargs,
 ):
     """The posterior as draws in a DataTree: Laplace + PSIS when that passes, else NUTS.
@@ -69,6 +76,10 @@ def posterior(
         Seeds the Laplace draws, the resampling, and NUTS when it runs.
     priors : dict, optional
         Prior overrides, as in :func:`mlemap.fit`.
+    log_likelihood : bool
+        Store the pointwise log-likelihood at the draws (the ``log_likelihood`` group, what
+        LOO reads), as :func:`mlemap.sample` does; ``False`` saves its time and memory
+        (``num_draws x n`` numbers).
     **sample_kwargs
         Passed to :func:`mlemap.sample` when NUTS runs (``num_warmup``, ``num_chains``,
         ...); ``init`` is ``"map"``.
@@ -76,7 +87,9 @@ def posterior(
     Returns
     -------
     xarray.DataTree
-        ``posterior`` group with the layout of ``mm.sample``'s. Root attrs:
+        The groups of ``mm.sample``'s (``posterior`` with the derived quantities,
+        ``log_likelihood`` unless ``log_likelihood=False``, ``log_prior``,
+        ``observed_data``), and ``sample_stats`` only when NUTS ran. Root attrs:
         ``posterior_method`` (``"laplace_psis"`` or ``"nuts"``), ``posterior_reason`` (why,
         in words), ``pareto_k``, ``pareto_k_threshold``; for ``"laplace_psis"`` also
         ``importance_ess`` (:math:`1/\\sum_s \\tilde w_s^2` of the smoothed weights) and
@@ -102,28 +115,34 @@ def posterior(
         reason = (f"Pareto-k of the Laplace approximation's importance ratios is {k:.2f}, "
                   f"not below min(1 - 1/log10(S), 0.7) = {threshold:.2f} for S = {num_draws}")
     else:
-        return _reweighted(approx, num_draws, seed, k, threshold)
-    dt = sample(model, data, priors=priors, seed=seed, init="map", **sample_kwargs)
+        checked, _ = check_data(data, model)
+        overrides, _ = priors_override(model, priors, False)
+        arguments = as_arrays(argument_priors(model, overrides))
+        return _reweighted(model, checked, arguments, approx, k, threshold, num_draws=num_draws,
+                           seed=seed, log_likelihood=log_likelihood)
+    dt = sample(model, data, priors=priors, seed=seed, init="map", log_likelihood=log_likelihood,
+                **sample_kwargs)
     dt.attrs.update(posterior_method="nuts", posterior_reason=reason + ": NUTS ran instead",
                     pareto_k=k, pareto_k_threshold=threshold)
     return dt
 
 
-def _reweighted(approx, num_draws: int, seed: int, k: float, threshold: float):
-    """The Laplace draws resampled by their PSIS weights, as a DataTree."""
+def _reweighted(model, data, priors, approx, k: float, threshold: float, *, num_draws: int,
+                seed: int, log_likelihood: bool):
+    """The Laplace draws resampled by their PSIS weights, as a DataTree laid out as
+    ``mm.sample``'s: ``posterior`` (parameters and derived quantities), ``log_likelihood``,
+    ``log_prior`` and ``observed_data``; no ``sample_stats`` (there is no sampler)."""
     exact = k == -float("inf")  # constant ratios: the draws of q are the posterior's
-    dt = approx.draws.copy()
-    ess = float(num_draws)
+    picks, ess = np.arange(num_draws), float(num_draws)
     if not exact:
         weights = psis_weights(np.asarray(approx.log_ratios))
         # Systematic resampling: one uniform, S evenly spaced points on the weights' CDF
         # (less resampling noise than S independent picks).
         points = (np.random.default_rng(seed).uniform() + np.arange(num_draws)) / num_draws
         picks = np.minimum(np.searchsorted(np.cumsum(weights), points), num_draws - 1)
-        dt["posterior"] = dt.posterior.to_dataset().isel(draw=picks).assign_coords(
-            draw=np.arange(num_draws))
         ess = float(1.0 / np.sum(weights**2))
-    dt.attrs.update(
+    positions = _positions(model, approx.draws.posterior, picks)
+    attrs = dict(
         posterior_method="laplace_psis", pareto_k=k, pareto_k_threshold=threshold,
         importance_ess=ess, num_draws=num_draws,
         posterior_reason=("the importance ratios are constant: the Laplace approximation is "
@@ -131,4 +150,16 @@ def _reweighted(approx, num_draws: int, seed: int, k: float, threshold: float):
                           f"Pareto-k {k:.2f} is below min(1 - 1/log10(S), 0.7) = "
                           f"{threshold:.2f} for S = {num_draws}: the Laplace draws, "
                           "importance-resampled"))
-    return dt
+    post = compiled(model, ("sample", "postprocess", log_likelihood),
+                    lambda m: postprocess_fn(m, log_likelihood), positions, data, priors)
+    return to_datatree(model, data, post.run(positions, data, priors), attrs)
+
+
+def _positions(model, draws, picks) -> jnp.ndarray:
+    """The unconstrained positions ``(1, len(picks), dim)`` of the picked draws (each
+    parameter's inverse transform, batched)."""
+    parts = []
+    for name, param in model.params.items():
+        values = jnp.asarray(draws[name].values[0][picks])
+        parts.append(jnp.reshape(param.transform.inv(values), (len(picks), -1)))
+    return jnp.concatenate(parts, axis=1)[None]

@@ -30,7 +30,8 @@ from numpyro.distributions import Distribution
 from mlemap import _checks
 from mlemap._data import as_arrays, check_data
 from mlemap._density import argument_priors, check_log_likelihood
-from mlemap._draws import diagnostics, drift_messages, postprocess_fn, to_datatree, versions
+from mlemap._draws import (diagnostics, drift_messages, nuts_stats, postprocess_fn, to_datatree,
+                           versions)
 from mlemap._model import Model
 from mlemap._adapt import AdaptSettings
 from mlemap._nuts import NutsSettings, default_chain_method, run_nuts
@@ -288,7 +289,7 @@ def run_sampler(model, data, priors, init, options: Options):
         attrs["metric_init"] = "identity"
     attrs.update(compile_seconds=float(compile_seconds + post.compile_seconds),
                  sampling_seconds=float(sampling_seconds))
-    dt = to_datatree(model, data, trace, post.run(trace.position, data, priors), attrs)
+    dt = to_datatree(model, data, post.run(trace.position, data, priors), attrs, nuts_stats(trace))
     sampling_depth = (options.max_tree_depth[1] if isinstance(options.max_tree_depth, tuple)
                       else options.max_tree_depth)
     messages = diagnostics(dt, options.num_chains, sampling_depth)

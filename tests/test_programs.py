@@ -6,10 +6,16 @@ collector: a dropped model's structure leaves the module's dictionary, with its 
 """
 
 import gc
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import weakref
 
 import numpy as np
 import numpyro.distributions as dist
+import pytest
 from numpyro.distributions import constraints
 
 import mlemap as mm
@@ -96,3 +102,61 @@ def test_glms_of_one_family_and_shapes_share_their_functions():
     assert a._programs is b._programs
     assert c.log_likelihood is not a.log_likelihood
     assert c._programs is not a._programs
+
+
+_CACHED_PROCESS = textwrap.dedent("""
+    import json, sys, warnings
+    import numpyro
+    import jax
+    import jax.monitoring
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    import numpy as np
+    import numpyro.distributions as dist
+    from numpyro.distributions import constraints
+    import mlemap as mm
+
+    counts = {"hits": 0, "misses": 0}
+    def count(event, **_):
+        if event == "/jax/compilation_cache/cache_hits":
+            counts["hits"] += 1
+        elif event == "/jax/compilation_cache/cache_misses":
+            counts["misses"] += 1
+    jax.monitoring.register_event_listener(count)
+    model = mm.Model(
+        {"mu": mm.Param(prior=dist.Normal(0.0, 2.0)),
+         "sigma": mm.Param(constraint=constraints.positive, prior=dist.HalfCauchy(1.0)),
+         "nu": mm.Param(constraint=constraints.positive, prior=dist.Gamma(2.0, 0.1))},
+        lambda p, d: dist.StudentT(p["nu"], p["mu"], p["sigma"]).log_prob(d["y"]))
+    data = {"y": np.random.default_rng(0).standard_t(5.0, size=40)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mm.fit(model, data)
+        mm.sample(model, data, num_warmup=50, num_samples=50, num_chains=1,
+                  progress_bar=False)
+    print(json.dumps(counts))
+""")
+
+
+@pytest.mark.slow
+def test_the_persistent_compilation_cache_serves_a_new_process(tmp_path):
+    """JAX's persistent cache is keyed by a program's text; priors are program arguments, and
+    NumPyro flattens a distribution's fields in the order of a set, which follows each
+    process's string hashing. Two processes with other hash seeds: the second compiles
+    nothing (every program a cache hit)."""
+    script = tmp_path / "cached.py"
+    script.write_text(_CACHED_PROCESS)
+    cache = tmp_path / "cache"
+
+    def run(hash_seed):
+        env = {**os.environ, "PYTHONHASHSEED": str(hash_seed)}
+        out = subprocess.run([sys.executable, str(script), str(cache)], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first, second = run(1), run(2)
+    assert first["misses"] > 0
+    assert second["misses"] == 0 and second["hits"] >= first["misses"], (first, second)

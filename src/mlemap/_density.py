@@ -14,10 +14,11 @@ expands.
 Data and priors are *arguments* of every built function, never closure constants, so one
 compiled program serves every dataset of the same shapes and every prior scale of a sweep,
 and every model of the same structure (:mod:`mlemap._programs`). NumPyro distributions are
-pytrees, so a dict of priors passes through ``jit`` and ``vmap`` like any array; a
-conditional prior (a function of the other parameters) is not an array and stays with the
-model: :func:`argument_priors` is what a program takes, :func:`merge_priors` inside it adds
-the model's conditional priors back.
+pytrees, so a dict of priors passes through ``jit`` and ``vmap`` like any array (wrapped in
+:class:`ProgramPrior`, whose arrays come in the same order in every process); a conditional
+prior (a function of the other parameters) is not an array and stays with the model:
+:func:`argument_priors` is what a program takes, :func:`merge_priors` inside it adds the
+model's conditional priors back.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from numpyro.distributions import Distribution
 
 from mlemap._model import Model, Params, Priors, _float_dtype, _is_conditional, resolve_prior
 from mlemap._programs import program, signature
@@ -37,6 +39,9 @@ __all__ = [
     "log_prior",
     "merge_priors",
     "argument_priors",
+    "ProgramPrior",
+    "program_priors",
+    "distributions",
     "log_density_terms",
     "check_log_likelihood",
 ]
@@ -63,20 +68,66 @@ def log_prior(model: Model, params: Params, priors: Priors) -> Array:
     return total
 
 
+@jax.tree_util.register_pytree_node_class
+class ProgramPrior:
+    """A NumPyro distribution as a program argument: its arrays flatten in the order of their
+    field names.
+
+    NumPyro gathers a distribution's fields in a ``set``, whose order follows Python's string
+    hashing, which changes from process to process: the same program would take its
+    arguments in another order in the next process, its text would differ, and JAX's
+    persistent compilation cache (keyed by that text) would never hit. Written here because
+    NumPyro has no ordered flattening.
+    """
+
+    __slots__ = ("dist",)
+
+    def __init__(self, dist: Distribution):
+        self.dist = dist
+
+    def tree_flatten(self):
+        data, aux = self.dist.tree_flatten()
+        names = type(self.dist).gather_pytree_data_fields()
+        order = (tuple(sorted(range(len(data)), key=names.__getitem__))
+                 if len(names) == len(data) else tuple(range(len(data))))
+        return tuple(program_priors(data[i]) for i in order), (type(self.dist), aux, order)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        dist_type, dist_aux, order = aux
+        data = [None] * len(order)
+        for i, child in zip(order, children):
+            data[i] = distributions(child)
+        return cls(dist_type.tree_unflatten(dist_aux, tuple(data)))
+
+
+def program_priors(tree: Any) -> Any:
+    """Every distribution in ``tree`` as a :class:`ProgramPrior`."""
+    return jax.tree.map(lambda x: ProgramPrior(x) if isinstance(x, Distribution) else x, tree,
+                        is_leaf=lambda x: isinstance(x, Distribution))
+
+
+def distributions(tree: Any) -> Any:
+    """The inverse of :func:`program_priors`."""
+    return jax.tree.map(lambda x: x.dist if isinstance(x, ProgramPrior) else x, tree,
+                        is_leaf=lambda x: isinstance(x, ProgramPrior))
+
+
 def merge_priors(model: Model, *overrides: Mapping) -> dict:
-    """The model's priors with each mapping of ``overrides`` applied in turn."""
+    """The model's priors with each mapping of ``overrides`` applied in turn (program
+    arguments, :class:`ProgramPrior`, back to distributions)."""
     priors = dict(model.priors)
     for override in overrides:
-        priors.update(override)
+        priors.update(distributions(dict(override)))
     return priors
 
 
 def argument_priors(model: Model, *overrides: Mapping) -> dict:
     """The priors that a compiled program takes as its argument: the model's own with the
-    ``overrides`` applied, every one a distribution or ``None`` (flat). Conditional priors
-    (functions of the other parameters) are left out: they are part of the model's
+    ``overrides`` applied, every one a :class:`ProgramPrior` or ``None`` (flat). Conditional
+    priors (functions of the other parameters) are left out: they are part of the model's
     structure, and ``merge_priors(model, ...)`` inside the program adds them back."""
-    return {name: prior for name, prior in merge_priors(model, *overrides).items()
+    return {name: program_priors(prior) for name, prior in merge_priors(model, *overrides).items()
             if not _is_conditional(prior)}
 
 

@@ -34,7 +34,8 @@ from numpyro.distributions.transforms import IdentityTransform
 
 from mlemap import _checks, solvers
 from mlemap._data import as_arrays, check_data
-from mlemap._density import argument_priors, check_log_likelihood, merge_priors
+from mlemap._density import (argument_priors, check_log_likelihood, merge_priors,
+                              program_priors)
 from mlemap._diagnose import EndPoint, Settings, Status, checks_uniqueness, diagnose
 from mlemap._model import Model
 from mlemap._solve import Layout, Problem, probe, solve
@@ -278,7 +279,8 @@ def _check(model, data, method, jacobian, priors, solver, optimizer, init, max_s
     # Every non-conditional prior is an argument (the model's own too: models of the same
     # structure share the programs), as arrays of the default float dtype.
     fixed = as_arrays(argument_priors(model, {} if batch_priors else priors))
-    return Problem(layout, data, fixed, priors if batch_priors else {}, u0, settings)
+    return Problem(layout, data, fixed, program_priors(priors) if batch_priors else {}, u0,
+                   settings)
 
 
 def _l1_names(model: Model, priors: Mapping, method: str) -> tuple[str, ...]:

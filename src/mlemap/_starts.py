@@ -18,7 +18,7 @@ from numpyro.distributions import Distribution
 
 from mlemap import _metric
 from mlemap._adapt import Seed, seed_step_size
-from mlemap._density import log_density_fn, log_density_terms, merge_priors
+from mlemap._density import distributions, log_density_fn, log_density_terms, merge_priors
 from mlemap._diagnose import Status
 from mlemap._fit import fit
 from mlemap._laplace import curvature
@@ -133,7 +133,8 @@ def _map_positions(model, data, priors, rng_key, num_chains):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a failed fit is reported below, once
-            estimate = fit(model, data, method="map", jacobian=True, priors=priors)
+            estimate = fit(model, data, method="map", jacobian=True,
+                           priors=distributions(priors))
     except NotImplementedError as err:
         reason = f"mm.fit is not available ({err})"
     except Exception as err:  # noqa: BLE001 - any failure of the optimizer means: fall back

@@ -20,6 +20,8 @@ tree depth 10. Engines:
 ``laplace-psis``
     ``mm.posterior(model, data, num_draws=4000)``: Laplace + PSIS when Pareto-k passes (its
     own table: k, importance ESS, seconds, and its means against mlemap NUTS's).
+``laplace-psis-lean``
+    The same with ``log_likelihood=False`` (no pointwise log-likelihood group).
 
 Each (problem, engine) runs in its own process: one cold call, then ``--repeats`` warm calls
 with new seeds; the engines of a problem run one after the other, in a rotated order over
@@ -53,7 +55,7 @@ sys.path.insert(0, str(HERE.parent))
 from benchmark import logistic_data, min_bulk_ess  # noqa: E402
 
 ENGINES = ("mlemap", "mlemap-lowrank", "mlemap-numpyro", "mlemap-numpyro-dense",
-           "nutpie-diag", "nutpie-lowrank", "laplace-psis")
+           "nutpie-diag", "nutpie-lowrank", "laplace-psis", "laplace-psis-lean")
 PROBLEMS = ("easy", "correlated")
 SETTINGS = {"num_warmup": 1000, "num_samples": 1000, "num_chains": 4, "target_accept": 0.8,
             "max_tree_depth": 10, "n": 2000, "d": 50, "seed": 0}
@@ -154,8 +156,9 @@ def _nutpie(problem, engine):
     return call
 
 
-def _laplace_psis(problem):
-    """``mm.posterior`` with 4000 draws: Laplace + PSIS, or NUTS when Pareto-k is high."""
+def _laplace_psis(problem, log_likelihood=True):
+    """``mm.posterior`` with 4000 draws: Laplace + PSIS, or NUTS when Pareto-k is high;
+    with or without the pointwise log-likelihood group (4000 x 2000 numbers)."""
     import warnings
 
     import jax
@@ -169,14 +172,15 @@ def _laplace_psis(problem):
     def call(seed):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dt = mm.posterior(model, data, num_draws=4000, seed=seed, progress_bar=False)
+            dt = mm.posterior(model, data, num_draws=4000, seed=seed, progress_bar=False,
+                              log_likelihood=log_likelihood)
         return dt.posterior["beta"].values, dict(dt.attrs)
 
     return call
 
 
-def worker_laplace_psis(problem, repeats):
-    call = _laplace_psis(problem)
+def worker_laplace_psis(problem, repeats, log_likelihood=True):
+    call = _laplace_psis(problem, log_likelihood)
     runs = []
     for seed in range(1 + repeats):  # call 0 compiles
         wall, cpu = time.perf_counter(), time.process_time()
@@ -191,8 +195,8 @@ def worker_laplace_psis(problem, repeats):
 
 
 def worker(problem, engine, repeats):
-    if engine == "laplace-psis":
-        worker_laplace_psis(problem, repeats)
+    if engine.startswith("laplace-psis"):
+        worker_laplace_psis(problem, repeats, engine == "laplace-psis")
         return
     call = _nutpie(problem, engine) if engine.startswith("nutpie") else _mlemap(problem, engine)
     runs = []
@@ -219,10 +223,10 @@ def laplace_table(results):
     largest distance of its means from mlemap NUTS's, in NUTS posterior sds."""
     import numpy as np
 
-    rows = ["| problem | method | Pareto-k | importance ESS (of 4000) | warm s | warm CPU s | "
-            "max abs(mean - NUTS mean) / NUTS sd |", "| --- " * 7 + "|"]
-    for problem in PROBLEMS:
-        runs, nuts = results.get(f"{problem}/laplace-psis"), results.get(f"{problem}/mlemap")
+    rows = ["| problem | engine | method | Pareto-k | importance ESS (of 4000) | warm s | "
+            "warm CPU s | max abs(mean - NUTS mean) / NUTS sd |", "| --- " * 8 + "|"]
+    for problem, engine in [(p, e) for p in PROBLEMS for e in ENGINES if e.startswith("laplace")]:
+        runs, nuts = results.get(f"{problem}/{engine}"), results.get(f"{problem}/mlemap")
         if not runs:
             continue
         warm = runs[1:]
@@ -231,7 +235,8 @@ def laplace_table(results):
             ref = np.mean([r["mean"] for r in nuts[1:]], axis=0)
             sd = np.mean([r["sd"] for r in nuts[1:]], axis=0)
             shift = f"{np.median([np.max(np.abs(np.asarray(r['mean']) - ref) / sd) for r in warm]):.3f}"
-        rows.append(f"| {problem} | {warm[-1]['method']} | {_median(warm, 'pareto_k'):.2f} | "
+        rows.append(f"| {problem} | {engine} | {warm[-1]['method']} | "
+                    f"{_median(warm, 'pareto_k'):.2f} | "
                     f"{_median(warm, 'importance_ess'):.0f} | {_median(warm, 'seconds'):.3f} | "
                     f"{_median(warm, 'cpu_seconds'):.3f} | {shift} |")
     return "\n".join(rows)
@@ -247,7 +252,7 @@ def table(results):
         base = results.get(f"{problem}/mlemap")
         for engine in ENGINES:
             runs = results.get(f"{problem}/{engine}")
-            if engine == "laplace-psis":
+            if engine.startswith("laplace-psis"):
                 continue
             if not runs:
                 continue
@@ -309,7 +314,8 @@ def main():
                 results.setdefault(f"{problem}/{engine}", []).extend(
                     runs if not results.get(f"{problem}/{engine}") else runs[1:])
                 summary = (f"k {_median(runs[1:], 'pareto_k'):.2f}, s "
-                           f"{_median(runs[1:], 'seconds'):.3f}" if engine == "laplace-psis" else
+                           f"{_median(runs[1:], 'seconds'):.3f}" if engine.startswith("laplace")
+                           else
                            f"ESS/grad {_median(runs[1:], 'ess_per_gradient'):.3f}, ESS/s "
                            f"{_median(runs[1:], 'ess_per_s'):.0f}")
                 print(f"{problem}/{engine}: {summary}, load {load:.1f}", flush=True)

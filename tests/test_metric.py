@@ -213,8 +213,7 @@ def test_from_covariance_dense_is_exact_and_low_rank_keeps_the_far_eigenvalues(r
     sd = np.sqrt(np.diag(cov))
     corr_vals = np.linalg.eigvalsh(cov / np.outer(sd, sd))
     far = sorted(corr_vals, key=lambda v: -abs(np.log(v)))[:2]
-    kept = [v if abs(np.log(v)) >= np.log(_metric.CUTOFF) else 1.0 for v in far]
-    np.testing.assert_allclose(sorted(np.asarray(low.vals)), sorted(kept), rtol=1e-10)
+    np.testing.assert_allclose(sorted(np.asarray(low.vals)), sorted(far), rtol=1e-10)
     np.testing.assert_allclose(np.asarray(low.scale), sd, rtol=1e-12)
 
 
@@ -270,6 +269,23 @@ def test_spread_is_the_log_condition_number_of_the_correction(rng):
                           jnp.asarray([3.0, 0.5]))
     eig = np.linalg.eigvalsh(np.asarray(_metric.covariance(corr)))
     np.testing.assert_allclose(float(_metric.spread(corr)), np.log(eig[-1] / eig[0]),
+                               rtol=1e-12)
+
+
+def test_spread_of_a_low_rank_correction_ignores_eigenvalues_near_one(rng):
+    """A low-rank correction within [1/2, 2] of the identity has settled (nutpie's cutoff, in
+    the test only); a dense one with the same eigenvalues has not: its spread is the log
+    condition number of its covariance (numpy's eigenvalues)."""
+    dim = 5
+    vecs, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    low = _metric.Metric(jnp.zeros(dim), jnp.full(dim, 2.0), jnp.asarray(vecs[:, :2]),
+                         jnp.asarray([1.8, 0.6]))
+    assert float(_metric.spread(low)) == 0.0
+    np.testing.assert_allclose(np.asarray(low.vals), [1.8, 0.6])  # the metric keeps them
+    dense = _metric.Metric(jnp.zeros(dim), jnp.full(dim, 2.0), jnp.asarray(vecs),
+                           jnp.asarray([1.8, 0.6, 1.0, 1.0, 1.0]))
+    eig = np.linalg.eigvalsh(np.asarray(_metric.covariance(dense)))
+    np.testing.assert_allclose(float(_metric.spread(dense)), np.log(eig[-1] / eig[0]),
                                rtol=1e-12)
 
 

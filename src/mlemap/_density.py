@@ -108,9 +108,9 @@ def program_priors(tree: Any) -> Any:
 
 
 def distributions(tree: Any) -> Any:
-    """The inverse of :func:`program_priors`."""
+    """The inverse of :func:`program_priors` (distributions not wrapped are left as they are)."""
     return jax.tree.map(lambda x: x.dist if isinstance(x, ProgramPrior) else x, tree,
-                        is_leaf=lambda x: isinstance(x, ProgramPrior))
+                        is_leaf=lambda x: isinstance(x, ProgramPrior | Distribution))
 
 
 def merge_priors(model: Model, *overrides: Mapping) -> dict:

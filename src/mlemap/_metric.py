@@ -287,7 +287,7 @@ def spread(correction: Metric) -> Array:
     constant, as it is for a metric near the right one). For a low-rank correction the
     eigenvalues within ``[1 / CUTOFF, CUTOFF]`` count as 1 (nutpie's cutoff, here in the test
     only): estimated from fewer draws than dimensions they are mostly noise, which would keep
-    the test from ever passing (measured at d = 200: the whole warm-up, 6x the gradients).
+    the test from passing and the warm-up from ending (experiments/BENCHMARKS.md, 4b).
     """
     log_t2 = 2.0 * jnp.log(correction.scale)
     vals = correction.vals

@@ -1,9 +1,9 @@
 """NUTS's metric adaptation side by side: mlemap's (issue 18), NumPyro's, and nutpie's.
 
-Two posteriors of a logistic regression (n = 2,000, d = 50, beta ~ N(0, 1), no intercept):
-independent N(0, 1) features ("easy") and equicorrelated ones, rho = 0.9 ("correlated"),
-both from ``benchmark.logistic_data``. 4 chains x 1000 draws, target acceptance 0.8, maximum
-tree depth 10. Engines:
+Two posteriors of a logistic regression (n = 2,000, d = 50 or ``--dim``, beta ~ N(0, 1), no
+intercept): independent N(0, 1) features ("easy") and equicorrelated ones, rho = 0.9
+("correlated"), both from ``benchmark.logistic_data``. 4 chains x 1000 draws, target
+acceptance 0.8, maximum tree depth 10. Engines:
 
 ``mlemap``
     ``mm.sample`` as it defaults: ``init="map"``, ``metric="auto"`` (dense for d = 50),
@@ -35,6 +35,7 @@ Usage::
     python experiments/nuts_metric.py --repeats 3 --out results/nuts_metric.json
     python experiments/nuts_metric.py --engines laplace-psis --out results/psis.json
     python experiments/nuts_metric.py --table results/nuts_metric.json,results/psis.json
+    python experiments/nuts_metric.py --dim 200 --engines mlemap --out results/d200.json
 """
 
 from __future__ import annotations
@@ -283,7 +284,10 @@ def main():
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--out", default="results/nuts_metric.json")
     parser.add_argument("--table", help="print the tables of a results file and stop")
+    parser.add_argument("--dim", type=int, default=SETTINGS["d"],
+                        help="number of coefficients d (default 50)")
     args = parser.parse_args()
+    SETTINGS["d"] = args.dim
     if args.worker:
         worker(*args.worker, args.repeats)
         return
@@ -302,8 +306,8 @@ def main():
             for engine in order:
                 load = os.getloadavg()[0]
                 proc = subprocess.run([sys.executable, str(HERE), "--worker", problem, engine,
-                                       "--repeats", str(args.repeats)], capture_output=True,
-                                      text=True)
+                                       "--repeats", str(args.repeats), "--dim", str(args.dim)],
+                                      capture_output=True, text=True)
                 lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
                 if proc.returncode or not lines:
                     print(f"{problem}/{engine} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)

@@ -25,7 +25,8 @@ import numpy as np
 from mlemap import _checks
 from mlemap.families import Family
 
-__all__ = ["GLMSpec", "GLMLikelihood", "glm_likelihood", "glm_spec", "linear_predictor"]
+__all__ = ["GLMSpec", "GLMLikelihood", "glm_likelihood", "glm_spec", "linear_predictor",
+           "offset_column"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -195,3 +196,23 @@ def _least_squares(X, y, intercept: bool) -> dict:
     ridge = 1e-10 * jnp.trace(gram) / max(X.shape[1], 1) + jnp.finfo(X.dtype).tiny
     beta = jnp.linalg.solve(gram + ridge * jnp.eye(X.shape[1], dtype=X.dtype), Xc.T @ yc)
     return {"intercept": mean_y - mean_x @ beta, "beta": beta, "residual": yc - Xc @ beta}
+
+
+def offset_column(family: Family, offset, exposure, n: int) -> np.ndarray | None:
+    """The offset added to the linear predictor, ``offset + log(exposure)`` ``(n,)``, checked;
+    None when neither is given (mm.glm, and mm.predict for new rows)."""
+    if offset is None and exposure is None:
+        return None
+    if family.link == "softmax":
+        raise ValueError("categorical models take no offset or exposure: there is one linear "
+                         "predictor per class. Leave them out.")
+    total = np.zeros(n)
+    if offset is not None:
+        total = total + _checks.per_observation("offset", offset, n)
+    if exposure is not None:
+        exposure = _checks.per_observation("exposure", exposure, n)
+        if not np.all(exposure > 0):
+            raise ValueError(f"exposure must be positive (its log is the offset); found "
+                             f"{_checks.describe_values(exposure[~(exposure > 0)])}.")
+        total = total + np.log(exposure)
+    return total

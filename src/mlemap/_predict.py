@@ -27,7 +27,7 @@ import xarray as xr
 from mlemap import _checks
 from mlemap._fit import PointEstimate
 from mlemap._flat import SAMPLE_DIMS, posterior_group
-from mlemap._glm import GLMSpec, glm_spec, linear_predictor
+from mlemap._glm import GLMSpec, glm_spec, linear_predictor, offset_column
 from mlemap._laplace import LaplaceApprox
 from mlemap._model import Model
 from mlemap._programs import program
@@ -129,20 +129,12 @@ def _new_data(spec: GLMSpec, X, offset, exposure, trials, *, draws: bool) -> dic
     """The new rows' data pytree: ``X``, the offset when given, binomial trials for draws."""
     m = X.shape[0]
     data = {"X": jnp.asarray(X, dtype=float)}
-    if offset is None and exposure is None:
-        if spec.offset:
-            raise ValueError("The model was fitted with an offset (or exposure): give the new "
-                             "rows' offset= or exposure= (offset=0 for none).")
-    else:
-        total = np.zeros(m)
-        if offset is not None:
-            total = total + _checks.per_observation("offset", offset, m)
-        if exposure is not None:
-            exposure = _checks.per_observation("exposure", exposure, m)
-            if not np.all(exposure > 0):
-                raise ValueError("exposure must be positive (its log is the offset).")
-            total = total + np.log(exposure)
+    total = offset_column(spec.family, offset, exposure, m)
+    if total is not None:
         data["offset"] = jnp.asarray(total, dtype=float)
+    elif spec.offset:
+        raise ValueError("The model was fitted with an offset (or exposure): give the new "
+                         "rows' offset= or exposure= (offset=0 for none).")
     if "trials" in spec.family.data and draws:
         if trials is None:
             raise ValueError("binomial draws need the new rows' numbers of trials: give "

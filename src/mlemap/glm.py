@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import jax.numpy as jnp
-import numpy as np
 import numpyro.distributions as dist
 
 from mlemap import _checks
-from mlemap._glm import GLMSpec, glm_likelihood
+from mlemap._glm import GLMSpec, glm_likelihood, offset_column
 from mlemap._model import Model, Param
 from mlemap.families import Family
 
@@ -131,7 +130,7 @@ def glm(
     y = family.validate(y, extra)
     family = family.resolve(y)
     intercept = _intercept(family, intercept)
-    offset = _offset(family, offset, exposure, n)
+    offset = offset_column(family, offset, exposure, n)
     spec = _spec(family, intercept, X.shape[1], prior, offset is not None, weights is not None)
     likelihood = glm_likelihood(spec)
     params = _params(spec, prior, intercept_prior, family)
@@ -197,25 +196,6 @@ def _intercept(family: Family, intercept: bool | None) -> bool:
             "every cut point, so an intercept beside them is not identified (statsmodels' "
             "OrderedModel refuses a constant too). Leave intercept out (or False).")
     return False
-
-
-def _offset(family: Family, offset, exposure, n: int) -> np.ndarray | None:
-    """The offset added to the linear predictor: ``offset + log(exposure)``."""
-    if offset is None and exposure is None:
-        return None
-    if family.link == "softmax":
-        raise ValueError("categorical models take no offset or exposure: there is one linear "
-                         "predictor per class. Leave them out.")
-    total = np.zeros(n)
-    if offset is not None:
-        total = total + _checks.per_observation("offset", offset, n)
-    if exposure is not None:
-        exposure = _checks.per_observation("exposure", exposure, n)
-        if not np.all(exposure > 0):
-            raise ValueError(f"exposure must be positive (its log is the offset); found "
-                             f"{_checks.describe_values(exposure[~(exposure > 0)])}.")
-        total = total + np.log(exposure)
-    return total
 
 
 def _spec(family: Family, intercept: bool, d: int, prior, offset: bool, weights: bool
